@@ -1,0 +1,35 @@
+# deepspan: the two set-up commands of the README.
+#   make demo   create/reuse .venv, install deepspan, run the demo on embedded data
+#   make test   create/reuse .venv, install deepspan with test extras, run the default test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deepspan-installed
+
+.PHONY: demo test test-slow bench venv clean
+
+venv: $(STAMP)
+
+# torch is pinned by constraints.txt (torch==2.13.0: a CPU wheel that installs
+# from local disk); the package itself only asks for torch>=2.1.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "deepspan needs Python >= 3.11, found " + sys.version'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/deepspan demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+bench: $(STAMP)
+	$(BIN)/python bench/pvector.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,55 @@
+"""deepspan: measure what neural networks learn by the subspaces their features span.
+
+Feature matrices are N samples x d features; vectors in sample space (P-vectors,
+left singular vectors) compare across models of any width on the same samples.
+"""
+
+from deepspan._version import __version__
+from deepspan.errors import (
+    ConvergenceWarning,
+    DeepspanError,
+    DegenerateSpectrumWarning,
+    InputError,
+    SampleMismatchError,
+)
+from deepspan.linalg import (
+    CrossGramAccumulator,
+    GramAccumulator,
+    SingularTriplets,
+    angle,
+    top_singular,
+)
+from deepspan.measures import (
+    PVector,
+    data_pvector,
+    energy_table,
+    principal_angles,
+    pvector,
+    pvector_angle_streaming,
+    pvector_from_stats,
+    reconstruction_errors,
+    with_left_vector,
+)
+
+__all__ = [
+    "__version__",
+    "pvector",
+    "PVector",
+    "data_pvector",
+    "top_singular",
+    "SingularTriplets",
+    "angle",
+    "principal_angles",
+    "energy_table",
+    "reconstruction_errors",
+    "GramAccumulator",
+    "CrossGramAccumulator",
+    "pvector_from_stats",
+    "with_left_vector",
+    "pvector_angle_streaming",
+    "DeepspanError",
+    "InputError",
+    "SampleMismatchError",
+    "DegenerateSpectrumWarning",
+    "ConvergenceWarning",
+]

@@ -1,0 +1,51 @@
+"""scikit-learn's bundled 8x8 handwritten digits (1,797 images), always available offline.
+
+The images ship inside the scikit-learn wheel (UCI "Optical Recognition of
+Handwritten Digits", test part), so loading them never touches the network.
+Pixels are integers 0..16; :func:`load_digits` scales them to [0, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Dataset", "load_digits"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs ``X`` (N x ...), integer labels ``y``, stable sample ids and a name."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    ids: np.ndarray
+
+    @property
+    def sample_hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of the sample ids in order: equal hashes, same samples."""
+        return hashlib.sha256(np.ascontiguousarray(self.ids).tobytes()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+def load_digits() -> Dataset:
+    """The 1,797 8x8 digit images as float64 in [0, 1] (pixel / 16), shape (1797, 8, 8).
+
+    Sample ids are ``digits:<index>`` in the bundled file's order.
+    """
+    try:
+        from sklearn.datasets import load_digits as _sk_load_digits
+    except ImportError as exc:  # pragma: no cover - scikit-learn is a declared dependency
+        raise ImportError(
+            "the digits dataset ships with scikit-learn; install it with `pip install scikit-learn`."
+        ) from exc
+    bunch = _sk_load_digits()
+    X = np.asarray(bunch.images, dtype=np.float64) / 16.0
+    y = np.asarray(bunch.target, dtype=np.int64)
+    ids = np.array([f"digits:{i}" for i in range(len(y))])
+    return Dataset("digits", X, y, ids)

@@ -1,0 +1,27 @@
+"""Pure float64 linear algebra on feature matrices: singular triplets, angles, streaming statistics.
+
+No torch import at module level (DESIGN.md): torch tensors are accepted and
+handled lazily.
+"""
+
+from deepspan.linalg.angles import angle, angle_from_cosine, principal_angles_between_bases
+from deepspan.linalg.checks import as_feature_matrix, as_vector
+from deepspan.linalg.streaming import CrossGramAccumulator, CrossGramStats, GramAccumulator, GramStats
+from deepspan.linalg.svd import METHODS, SingularTriplets, choose_method, orient_signs, top_singular
+
+__all__ = [
+    "METHODS",
+    "SingularTriplets",
+    "top_singular",
+    "choose_method",
+    "orient_signs",
+    "angle",
+    "angle_from_cosine",
+    "principal_angles_between_bases",
+    "GramAccumulator",
+    "GramStats",
+    "CrossGramAccumulator",
+    "CrossGramStats",
+    "as_feature_matrix",
+    "as_vector",
+]

@@ -1,0 +1,132 @@
+"""Validation and conversion of feature matrices.
+
+Every public entry point of ``linalg`` and ``measures`` passes its matrices
+through :func:`as_feature_matrix`, so every function fails the same way on the
+same bad input.
+
+Conversion rule (documented once, here):
+
+* ``float64`` and ``float32`` arrays are used as they are (no copy); all
+  arithmetic on them is done in float64, chunk by chunk, so a float32 matrix
+  is never copied whole into float64.
+* every other real dtype -- integers, booleans, ``float16`` -- is converted to
+  ``float64`` (``float16`` has too little range and precision to accumulate
+  in, and integer pixel values are common raw inputs).
+* complex input is refused.
+* torch tensors (any device) are detached and moved to host memory first;
+  ``bfloat16`` tensors become ``float32``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deepspan.errors import InputError
+
+__all__ = ["as_feature_matrix", "as_vector", "check_rank_request", "to_numpy"]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Return ``x`` as a numpy array; torch tensors are detached and moved to host."""
+    if type(x).__module__.startswith("torch"):
+        t = x.detach()
+        if str(t.dtype) == "torch.bfloat16":
+            t = t.float()
+        return t.cpu().numpy()
+    return np.asarray(x)
+
+
+def _describe_nonfinite(a: np.ndarray, name: str) -> str:
+    bad = ~np.isfinite(a)
+    count = int(bad.sum())
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    n_nan = int(np.isnan(a).sum())
+    where = f"row {first[0]}, column {first[1]}" if a.ndim == 2 else f"index {first}"
+    return (
+        f"{name} contains {count} non-finite value(s) ({n_nan} NaN, {count - n_nan} +/-Inf); "
+        f"the first is at {where}. Remove or impute those samples/features "
+        f"(e.g. F = F[np.isfinite(F).all(axis=1)]) before computing subspaces."
+    )
+
+
+def _convert_dtype(a: np.ndarray, name: str) -> np.ndarray:
+    if np.iscomplexobj(a):
+        raise InputError(f"{name} is complex ({a.dtype}); deepspan works with real feature matrices only.")
+    if a.dtype == np.float64 or a.dtype == np.float32:
+        return a
+    if a.dtype.kind in "biuf":
+        return a.astype(np.float64)
+    raise InputError(
+        f"{name} has dtype {a.dtype}, which is not numeric; pass a real-valued array "
+        f"(float32/float64, or integers, which are converted to float64)."
+    )
+
+
+def as_feature_matrix(F: Any, name: str = "F", *, min_samples: int = 2) -> np.ndarray:
+    """Validate a samples x features matrix and return it as a float32/float64 array.
+
+    Raises :class:`~deepspan.errors.InputError` for: a 1-D or >2-D array, fewer
+    than ``min_samples`` rows, zero columns, NaN/Inf (naming how many and where
+    the first one is), and an all-zero matrix.
+    """
+    a = to_numpy(F)
+    if a.ndim != 2:
+        hint = (
+            "reshape a single feature vector with F.reshape(-1, 1) (one feature) or F.reshape(1, -1)"
+            if a.ndim == 1
+            else "flatten the trailing axes with F.reshape(len(F), -1), or use data_pvector for raw inputs"
+        )
+        raise InputError(
+            f"{name} must be a 2-D samples x features matrix, got an array of shape {a.shape} "
+            f"({a.ndim}-D); {hint}."
+        )
+    n, d = a.shape
+    if n < min_samples:
+        raise InputError(
+            f"{name} has {n} sample(s) (rows); at least {min_samples} are needed for a subspace "
+            f"in sample space. Rows are samples and columns are features: transpose F if it is the "
+            f"other way round."
+        )
+    if d < 1:
+        raise InputError(f"{name} has no feature columns (shape {a.shape}); pass at least one feature.")
+    a = _convert_dtype(a, name)
+    if not np.isfinite(a).all():
+        raise InputError(_describe_nonfinite(a, name))
+    if not a.any():
+        raise InputError(
+            f"{name} is all zeros (shape {a.shape}); it spans no direction, so it has no singular "
+            f"vectors. Check that the features were captured from the intended layer (e.g. not "
+            f"before the first forward pass)."
+        )
+    return a
+
+
+def as_vector(x: Any, name: str = "vector") -> np.ndarray:
+    """Validate a non-zero, finite 1-D vector and return it in float64."""
+    a = to_numpy(x)
+    if a.ndim != 1:
+        raise InputError(f"{name} must be a 1-D vector in sample space, got shape {a.shape}.")
+    a = _convert_dtype(a, name).astype(np.float64, copy=False)
+    if not np.isfinite(a).all():
+        raise InputError(_describe_nonfinite(a, name))
+    if not a.any():
+        raise InputError(f"{name} is the zero vector; it has no direction, so no angle is defined.")
+    return a
+
+
+def check_rank_request(k: int, n: int, d: int, what: str = "k") -> int:
+    """Check 1 <= k <= min(n, d) and return ``k`` as an int."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise InputError(f"{what} must be a positive integer, got {k!r}.")
+    k = int(k)
+    limit = min(n, d)
+    if k < 1:
+        raise InputError(f"{what} must be at least 1, got {k}.")
+    if k > limit:
+        raise InputError(
+            f"{what}={k} exceeds min(N, d) = min({n}, {d}) = {limit}, the number of singular "
+            f"vectors this matrix has; ask for {what} <= {limit}."
+        )
+    return k

@@ -1,0 +1,332 @@
+"""P-vectors: the top left singular vector of a samples x features matrix.
+
+Liu, Xiong, Wang, An, Wu, Dou, "Exploring the Common Principal Subspace of
+Deep Features in Neural Networks", Machine Learning 111 (2022),
+arXiv:2110.02863. For the features F (N samples x d) of a network on a fixed
+set of N samples, write F = U S V^T. The *P-vector* is u_1, the first column
+of U: a unit vector in sample space R^N, so networks of any width -- and the
+raw data itself, flattened -- can be compared by the angle between their
+P-vectors,
+
+    angle(u, u') = arccos |<u, u'>|   in [0, 90] degrees.
+
+The paper also uses the energy ratio of the top-k subspace,
+
+    r_k = sum_{i<=k} sigma_i^2 / sum_i sigma_i^2,
+
+and the top-k reconstruction error, which by Eckart-Young is
+
+    E_k = ||F - U_k S_k V_k^T||_F^2 = ||F||_F^2 - sum_{i<=k} sigma_i^2.
+
+The paper does not say whether F is column-centered; here centering is the
+parameter ``center`` (default False: the paper's plain SVD of F) and every
+result records it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deepspan.errors import DegenerateSpectrumWarning, InputError, SampleMismatchError
+from deepspan.linalg.angles import angle, angle_from_cosine, principal_angles_between_bases
+from deepspan.linalg.checks import as_feature_matrix, check_rank_request, to_numpy
+from deepspan.linalg.streaming import CrossGramStats, GramStats, _prepare_batch
+from deepspan.linalg.svd import orient_signs, top_singular
+
+__all__ = [
+    "DEGENERACY_THRESHOLD",
+    "PVector",
+    "pvector",
+    "data_pvector",
+    "pvector_from_stats",
+    "with_left_vector",
+    "pvector_angle_streaming",
+    "principal_angles",
+    "energy_table",
+    "reconstruction_errors",
+    "angle",
+]
+
+#: sigma_2 / sigma_1 above this makes the top direction undetermined (a warning is emitted).
+DEGENERACY_THRESHOLD = 0.99
+
+
+@dataclass(frozen=True)
+class PVector:
+    """The P-vector of a feature matrix and the spectrum around it.
+
+    Attributes
+    ----------
+    u : the P-vector, length N, unit norm, sign rule of ``deepspan.linalg.svd``
+        (sum(u) > 0, else largest-magnitude entry positive). ``None`` when
+        computed from streaming statistics without a second pass.
+    v : the matching right singular vector (length d), F_c v = sigma_1 u.
+    singular_values : the top few singular values, descending.
+    total_energy : ||F_c||_F^2, the sum of all squared singular values.
+    centered : whether columns were centered first.
+    method : the route that computed it (``exact``, ``gram``, ``kernel``, ``krylov``, ``gram-stream``).
+    n_samples, n_features : the shape of F.
+    notes : how the route was chosen, fallbacks, completions.
+    """
+
+    u: np.ndarray | None
+    v: np.ndarray
+    singular_values: np.ndarray
+    total_energy: float
+    centered: bool
+    method: str
+    n_samples: int
+    n_features: int
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def sigma(self) -> float:
+        """sigma_1, the top singular value."""
+        return float(self.singular_values[0])
+
+    @property
+    def gap(self) -> float:
+        """sigma_2 / sigma_1 (0 when F has a single singular value). Near 1, u is not determined."""
+        s = self.singular_values
+        return float(s[1] / s[0]) if len(s) > 1 and s[0] > 0 else 0.0
+
+    @property
+    def degenerate(self) -> bool:
+        """True when sigma_2 / sigma_1 > DEGENERACY_THRESHOLD: the top direction is not determined."""
+        return self.gap > DEGENERACY_THRESHOLD
+
+    @property
+    def energy(self) -> np.ndarray:
+        """r_k = sum_{i<=k} sigma_i^2 / ||F_c||_F^2 for k = 1 .. len(singular_values)."""
+        return np.cumsum(self.singular_values**2) / self.total_energy
+
+    @property
+    def reconstruction_error(self) -> np.ndarray:
+        """E_k = ||F_c||_F^2 - sum_{i<=k} sigma_i^2 for k = 1 .. len(singular_values) (Eckart-Young)."""
+        return np.maximum(self.total_energy - np.cumsum(self.singular_values**2), 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (arrays become lists); inverse of :meth:`from_dict`."""
+        d = asdict(self)
+        for key in ("u", "v", "singular_values"):
+            if d[key] is not None:
+                d[key] = np.asarray(d[key]).tolist()
+        d["notes"] = list(self.notes)
+        d["gap"] = self.gap
+        d["energy"] = self.energy.tolist()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PVector":
+        return cls(
+            u=None if d.get("u") is None else np.asarray(d["u"], dtype=np.float64),
+            v=np.asarray(d["v"], dtype=np.float64),
+            singular_values=np.asarray(d["singular_values"], dtype=np.float64),
+            total_energy=float(d["total_energy"]),
+            centered=bool(d["centered"]),
+            method=str(d["method"]),
+            n_samples=int(d["n_samples"]),
+            n_features=int(d["n_features"]),
+            notes=tuple(d.get("notes", ())),
+        )
+
+
+def _warn_if_degenerate(p: PVector, stacklevel: int = 3) -> PVector:
+    if p.degenerate:
+        warnings.warn(
+            f"sigma_2/sigma_1 = {p.gap:.4f} > {DEGENERACY_THRESHOLD}: the top singular direction is not "
+            f"determined by these features (sigma_1 = {p.singular_values[0]:.6g}, sigma_2 = "
+            f"{p.singular_values[1]:.6g}); angles to this P-vector are not meaningful. Compare the "
+            f"top-k subspaces with principal_angles instead.",
+            DegenerateSpectrumWarning,
+            stacklevel=stacklevel,
+        )
+    return p
+
+
+def pvector(
+    F: Any,
+    center: bool = False,
+    method: str = "auto",
+    *,
+    n_values: int = 5,
+    tol: float = 1e-10,
+    seed: int = 0,
+) -> PVector:
+    """The P-vector (top left singular vector) of a feature matrix F (N samples x d features).
+
+    F = U S V^T (after subtracting column means when ``center``); returns u_1
+    with ``singular_values`` (the top ``min(n_values, N, d)``), ``gap`` =
+    sigma_2/sigma_1, ``energy`` r_k, and the route used. ``method`` is one of
+    ``auto``, ``exact``, ``gram``, ``kernel``, ``krylov`` (see
+    :func:`deepspan.linalg.top_singular`). Emits
+    :class:`~deepspan.errors.DegenerateSpectrumWarning` when sigma_2/sigma_1 > 0.99.
+
+    Liu et al., Machine Learning 111 (2022), arXiv:2110.02863.
+    """
+    A = as_feature_matrix(F)
+    n_values = min(check_rank_request(n_values, 10**18, 10**18, "n_values"), *A.shape)
+    t = top_singular(A, 1, center=center, method=method, n_values=n_values, tol=tol, seed=seed)
+    p = PVector(
+        u=t.U[:, 0],
+        v=t.V[:, 0],
+        singular_values=t.s,
+        total_energy=t.total_energy,
+        centered=t.centered,
+        method=t.method,
+        n_samples=t.n_samples,
+        n_features=t.n_features,
+        notes=t.notes,
+    )
+    return _warn_if_degenerate(p)
+
+
+def data_pvector(X: Any, center: bool = False, method: str = "auto", **kwargs: Any) -> PVector:
+    """The P-vector of raw inputs: X (N x ...) flattened to N x prod(...), then :func:`pvector`.
+
+    Liu et al. (2022) compare each model's P-vector with this "data P-vector".
+    """
+    a = to_numpy(X)
+    if a.ndim < 2:
+        raise InputError(
+            f"X must have a sample axis and at least one feature axis, got shape {a.shape}; "
+            f"for N scalar inputs pass X.reshape(-1, 1)."
+        )
+    return pvector(a.reshape(a.shape[0], -1), center=center, method=method, **kwargs)
+
+
+def _stats_sign(stats: GramStats, v: np.ndarray, sigma: float, center: bool) -> np.ndarray:
+    """Orient v as the sign rule would orient u = F_c v / sigma, without u when possible.
+
+    sum(u) = 1^T F_c v / sigma = N mu^T v / sigma (zero when centered). When that
+    is too small to decide, v's largest-magnitude entry is made positive
+    (provisional: :func:`with_left_vector` re-applies the rule to u).
+    """
+    n = stats.n_samples
+    total = 0.0 if center else n * float(stats.mean @ v) / sigma
+    if abs(total) > 1e-8 * np.sqrt(n):
+        return v if total > 0 else -v
+    return v if v[int(np.argmax(np.abs(v)))] >= 0 else -v
+
+
+def pvector_from_stats(stats: GramStats, center: bool = False, n_values: int = 5) -> PVector:
+    """The P-vector spectrum and v_1 from streamed Gram statistics, without holding F.
+
+    The eigen-decomposition F_c^T F_c = V S^2 V^T gives sigma_i and v_1; u is
+    left as ``None`` (u_1 = F_c v_1 / sigma_1 needs a second pass over F:
+    :func:`with_left_vector`). ``method`` is ``"gram-stream"``.
+    """
+    if not isinstance(stats, GramStats):
+        raise InputError(
+            f"pvector_from_stats needs GramStats (from GramAccumulator.finalize()), got {type(stats).__name__}."
+        )
+    total = stats.total_energy(center)
+    if not total > 0:
+        raise InputError(
+            "the streamed features are all zero" + (" after centering" if center else "")
+            + "; they span no direction. Check the layer the features come from."
+        )
+    m = min(n_values, stats.n_features, stats.n_samples)
+    s, V = stats.spectrum(center, m)
+    v = _stats_sign(stats, V[:, 0], float(s[0]), center)
+    p = PVector(None, v, s, total, bool(center), "gram-stream", stats.n_samples, stats.n_features)
+    return _warn_if_degenerate(p)
+
+
+def with_left_vector(p: PVector, batches: Iterable[Any], mean: np.ndarray | None = None) -> PVector:
+    """Second pass: u_1 = (F - 1 mu^T) v_1 / sigma_1 from the same samples, batch by batch, in order.
+
+    ``mean`` is the column mean (``GramStats.mean``), required when ``p.centered``.
+    The sign rule is then applied to u (flipping v with it).
+    """
+    if p.centered and mean is None:
+        raise InputError("p is centered: pass mean=stats.mean so u is computed from centered features.")
+    shift = 0.0 if not p.centered else float(np.asarray(mean, dtype=np.float64) @ p.v)
+    parts = []
+    for batch in batches:
+        x = to_numpy(_prepare_batch(batch, "batch"))
+        if x.shape[1] != p.n_features:
+            raise InputError(f"batch has {x.shape[1]} features but the P-vector has {p.n_features}.")
+        parts.append((x @ p.v - shift) / p.sigma)
+    u = np.concatenate(parts) if parts else np.zeros(0)
+    if u.shape[0] != p.n_samples:
+        raise SampleMismatchError(
+            f"the second pass saw {u.shape[0]} samples but the statistics were built from {p.n_samples}; "
+            f"feed exactly the same samples in the same order."
+        )
+    U, V = orient_signs(u[:, None], p.v[:, None])
+    return PVector(U[:, 0], V[:, 0], p.singular_values, p.total_energy, p.centered, p.method,
+                   p.n_samples, p.n_features, p.notes)
+
+
+def pvector_angle_streaming(stats: CrossGramStats, center: bool = False) -> float:
+    """Angle (degrees) between the P-vectors of two feature sets A, B from cross-Gram statistics.
+
+    With A_c = U_A S_A V_A^T and B_c likewise,
+
+        <u_A, u_B> = v_A^T (A_c^T B_c) v_B / (sigma_A sigma_B),
+
+    so the angle needs A^T A, B^T B and A^T B only (one pass, neither matrix
+    stored). Sign-invariant, like :func:`angle`.
+    """
+    pa = pvector_from_stats(stats.a, center, n_values=2)
+    pb = pvector_from_stats(stats.b, center, n_values=2)
+    c = float(pa.v @ stats.cross_gram(center) @ pb.v) / (pa.sigma * pb.sigma)
+    return float(angle_from_cosine(c))
+
+
+def principal_angles(A: Any, B: Any, k: int, center: bool = False, method: str = "auto") -> np.ndarray:
+    """Principal angles (degrees, ascending) between the top-k left singular subspaces of A and B.
+
+    A (N x d_a) and B (N x d_b) are feature matrices on the same samples;
+    U_A, U_B are their top-k left singular vectors and the angles follow
+    Bjorck and Golub (1973) (cosines = singular values of U_A^T U_B, small
+    angles from the sines). The first angle is not the P-vector angle: it is
+    the smallest angle between any two directions of the two subspaces.
+    """
+    A = as_feature_matrix(A, "A")
+    B = as_feature_matrix(B, "B")
+    if A.shape[0] != B.shape[0]:
+        raise SampleMismatchError(
+            f"A has {A.shape[0]} samples but B has {B.shape[0]}; principal angles compare subspaces of "
+            f"sample space and need the same samples in the same order."
+        )
+    check_rank_request(k, *A.shape)
+    check_rank_request(k, *B.shape)
+    UA = top_singular(A, k, center=center, method=method).U
+    UB = top_singular(B, k, center=center, method=method).U
+    return principal_angles_between_bases(UA, UB)
+
+
+def reconstruction_errors(F: Any, K: int, center: bool = False, method: str = "auto") -> np.ndarray:
+    """E_k = ||F_c - U_k S_k V_k^T||_F^2 for k = 1..K, via Eckart-Young from the top-K spectrum."""
+    A = as_feature_matrix(F)
+    K = check_rank_request(K, *A.shape, what="K")
+    t = top_singular(A, 1, center=center, method=method, n_values=K)
+    return np.maximum(t.total_energy - np.cumsum(t.s**2), 0.0)
+
+
+def energy_table(F: Any, K: int = 10, center: bool = False, method: str = "auto") -> list[dict[str, float]]:
+    """Tidy rows ``{k, sigma, energy_ratio, reconstruction_error}`` for k = 1..min(K, N, d).
+
+    energy_ratio is r_k = sum_{i<=k} sigma_i^2 / ||F_c||_F^2 (Liu et al. 2022);
+    reconstruction_error is E_k = ||F_c||_F^2 - sum_{i<=k} sigma_i^2.
+    """
+    A = as_feature_matrix(F)
+    K = min(int(K), *A.shape)
+    t = top_singular(A, 1, center=center, method=method, n_values=K)
+    cum = np.cumsum(t.s**2)
+    return [
+        {
+            "k": i + 1,
+            "sigma": float(t.s[i]),
+            "energy_ratio": float(cum[i] / t.total_energy),
+            "reconstruction_error": float(max(t.total_energy - cum[i], 0.0)),
+        }
+        for i in range(K)
+    ]

@@ -53,11 +53,55 @@ def demo(json_path: Path | None) -> None:
     click.echo("")
     click.echo(f"null baseline, angles between independent random directions in R^{res.n_samples}: {nulls}")
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = json_path.with_name(json_path.name + ".tmp")
-        tmp.write_text(json.dumps(res.to_dict(), indent=2))
-        tmp.replace(json_path)
+        _write_json(json_path, res.to_dict())
         click.echo(f"wrote {json_path}")
+
+
+@main.command("pvector")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--center/--no-center", default=False, show_default=True,
+              help="Subtract column means before the SVD (recorded in the result).")
+@click.option("--n-values", default=5, show_default=True, help="How many top singular values to report.")
+@click.option("--chunk-rows", default=16384, show_default=True,
+              help="Rows read per chunk; memory stays at one chunk whatever the file size.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the full result (including u) as JSON to this file (atomically).")
+def pvector_cmd(path: Path, center: bool, n_values: int, chunk_rows: int, json_path: Path | None) -> None:
+    """P-vector of a samples x features matrix saved with numpy.save (PATH.npy).
+
+    Streams the file twice in row chunks (Gram statistics, then u = F v / sigma),
+    so files larger than memory work.
+    """
+    from deepspan.errors import DeepspanError
+    from deepspan.features import iter_npy_rows
+    from deepspan.linalg import GramAccumulator
+    from deepspan.measures import pvector_from_stats, with_left_vector
+
+    try:
+        acc = GramAccumulator()
+        for block in iter_npy_rows(path, chunk_rows):
+            acc.update(block)
+        stats = acc.finalize()
+        p = pvector_from_stats(stats, center=center, n_values=n_values)
+        p = with_left_vector(p, iter_npy_rows(path, chunk_rows), mean=stats.mean)
+    except DeepspanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{path}: N = {p.n_samples}, d = {p.n_features}, {'centered' if p.centered else 'uncentered'}, "
+               f"route {p.method}")
+    click.echo("sigma:  " + "  ".join(f"{x:.6g}" for x in p.singular_values))
+    click.echo("r_k:    " + "  ".join(f"{x:.4f}" for x in p.energy))
+    click.echo(f"sigma_2/sigma_1 = {p.gap:.4f}" + ("  (degenerate: the P-vector is not determined)" if p.degenerate else ""))
+    if json_path is not None:
+        _write_json(json_path, p.to_dict())
+        click.echo(f"wrote {json_path}")
+
+
+def _write_json(path: Path, obj: object) -> None:
+    """Write JSON atomically: a temporary file in the same directory, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -56,7 +56,7 @@ import numpy as np
 import scipy.linalg
 
 from deepspan.errors import ConvergenceWarning, InputError
-from deepspan.linalg.blocks import col_blocks, row_blocks
+from deepspan.linalg.blocks import BLOCK_BYTES, block_cols, block_rows, col_blocks, row_blocks
 from deepspan.linalg.checks import as_feature_matrix, check_rank_request
 from deepspan.linalg.streaming import GramAccumulator, top_eigh
 
@@ -68,6 +68,8 @@ METHODS = ("auto", "exact", "gram", "kernel", "krylov")
 _SMALL_ENTRIES = 1_000_000
 #: At most this many wanted values/vectors count as "few" (Krylov pays off).
 _FEW = 16
+#: Above this min(N, d), a few values are cheaper by Krylov than by a Gram matrix.
+_KRYLOV_MIN_SIDE = 768
 #: Largest min(N, d) for which ``auto`` forms a Gram or kernel matrix.
 _MAX_GRAM_SIDE = 4096
 
@@ -110,7 +112,7 @@ def choose_method(n: int, d: int, n_vectors: int, n_values: int | None = None) -
 
     * a matrix with at most 10^6 entries: ``gram`` (d <= N) or ``kernel`` (d > N);
     * only the top value and vector wanted: ``krylov`` (typically ~6 iterations);
-    * a few values (<= 16) and min(N, d) > 1024: ``krylov`` -- with a budget of
+    * a few values (<= 16) and min(N, d) > 768: ``krylov`` -- with a budget of
       about one Gram's cost, after which it falls back to ``gram``/``kernel``;
     * otherwise ``gram``/``kernel`` while min(N, d) <= 4096, else ``krylov``.
     """
@@ -120,7 +122,7 @@ def choose_method(n: int, d: int, n_vectors: int, n_values: int | None = None) -
         return dense
     if m == 1:
         return "krylov"
-    if m <= _FEW and min(n, d) > 1024:
+    if m <= _FEW and min(n, d) > _KRYLOV_MIN_SIDE:
         return "krylov"
     return dense if min(n, d) <= _MAX_GRAM_SIDE else "krylov"
 
@@ -241,7 +243,8 @@ def _exact(F, k, n_values, center, mean):
 
 def _gram(F, k, n_values, center, mean):
     acc = GramAccumulator()
-    for _, B in row_blocks(F):
+    # GEMM wants taller blocks than the fused Krylov products (bench/pvector.py)
+    for _, B in row_blocks(F, block_rows(F.shape[1], 4 * BLOCK_BYTES)):
         acc.update(B)
     stats = acc.finalize()
     lam, V = top_eigh(stats.gram(center), n_values)
@@ -254,7 +257,7 @@ def _gram(F, k, n_values, center, mean):
 def _kernel(F, k, n_values, center, mean):
     n = F.shape[0]
     K = np.zeros((n, n))
-    for _, C in col_blocks(F):
+    for _, C in col_blocks(F, block_cols(n, 4 * BLOCK_BYTES)):
         K += C @ C.T
     if center:
         r = K.mean(0)

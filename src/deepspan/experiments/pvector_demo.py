@@ -74,7 +74,10 @@ def run_pvector_demo(widths: tuple[int, int] = (256, 2048), seeds: tuple[int, in
     for center in (False, True):
         pvs: dict[str, PVector] = {}
         for name, (F, width) in feats.items():
-            pvs[name] = data_pvector(data.X, center=center) if name.startswith("data") else pvector(F, center=center)
+            if name.startswith("data"):
+                pvs[name] = data_pvector(data.X, center=center, sample_hash=data.sample_hash)
+            else:
+                pvs[name] = pvector(F, center=center, sample_hash=data.sample_hash)
             result.summaries.append(_summary(name, pvs[name], width))
         names = list(pvs)
         for i, a in enumerate(names):

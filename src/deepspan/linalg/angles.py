@@ -35,9 +35,16 @@ def angle(p: Any, q: Any) -> float:
 
     (Liu et al. 2022, the angle between P-vectors). ``p`` and ``q`` are P-vector
     results (anything with a ``.u``) or plain 1-D vectors of the same length
-    (normalised here). Vectors of different lengths describe different sample
-    sets and are refused.
+    (normalised here). Vectors of different lengths, or results carrying
+    different ``sample_hash`` values, describe different sample sets and are
+    refused with :class:`~deepspan.errors.SampleMismatchError`.
     """
+    hp, hq = getattr(p, "sample_hash", None), getattr(q, "sample_hash", None)
+    if hp is not None and hq is not None and hp != hq:
+        raise SampleMismatchError(
+            f"p was computed on samples with hash {hp} but q on samples with hash {hq}: P-vectors are "
+            f"only comparable on the same samples in the same order. Recompute both on one probe set."
+        )
     u = _sample_vector(p, "p")
     v = _sample_vector(q, "q")
     if u.shape != v.shape:

@@ -25,6 +25,7 @@ result records it.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from deepspan._version import __version__
 from deepspan.errors import DegenerateSpectrumWarning, InputError, SampleMismatchError
 from deepspan.linalg.angles import angle, angle_from_cosine, principal_angles_between_bases
 from deepspan.linalg.checks import as_feature_matrix, check_rank_request, to_numpy
@@ -72,6 +74,8 @@ class PVector:
     method : the route that computed it (``exact``, ``gram``, ``kernel``, ``krylov``, ``gram-stream``).
     n_samples, n_features : the shape of F.
     notes : how the route was chosen, fallbacks, completions.
+    sample_hash : optional hash of the sample ids in order (e.g. ``Dataset.sample_hash``);
+        :func:`angle` refuses two P-vectors whose hashes differ.
     """
 
     u: np.ndarray | None
@@ -83,6 +87,7 @@ class PVector:
     n_samples: int
     n_features: int
     notes: tuple[str, ...] = field(default=())
+    sample_hash: str | None = None
 
     @property
     def sigma(self) -> float:
@@ -119,6 +124,7 @@ class PVector:
         d["notes"] = list(self.notes)
         d["gap"] = self.gap
         d["energy"] = self.energy.tolist()
+        d["deepspan_version"] = __version__
         return d
 
     @classmethod
@@ -133,6 +139,7 @@ class PVector:
             n_samples=int(d["n_samples"]),
             n_features=int(d["n_features"]),
             notes=tuple(d.get("notes", ())),
+            sample_hash=d.get("sample_hash"),
         )
 
 
@@ -157,6 +164,7 @@ def pvector(
     n_values: int = 5,
     tol: float = 1e-10,
     seed: int = 0,
+    sample_hash: str | None = None,
 ) -> PVector:
     """The P-vector (top left singular vector) of a feature matrix F (N samples x d features).
 
@@ -166,6 +174,7 @@ def pvector(
     ``auto``, ``exact``, ``gram``, ``kernel``, ``krylov`` (see
     :func:`deepspan.linalg.top_singular`). Emits
     :class:`~deepspan.errors.DegenerateSpectrumWarning` when sigma_2/sigma_1 > 0.99.
+    ``sample_hash`` (optional) identifies the samples; :func:`angle` checks it.
 
     Liu et al., Machine Learning 111 (2022), arXiv:2110.02863.
     """
@@ -182,6 +191,7 @@ def pvector(
         n_samples=t.n_samples,
         n_features=t.n_features,
         notes=t.notes,
+        sample_hash=sample_hash,
     )
     return _warn_if_degenerate(p)
 
@@ -260,8 +270,7 @@ def with_left_vector(p: PVector, batches: Iterable[Any], mean: np.ndarray | None
             f"feed exactly the same samples in the same order."
         )
     U, V = orient_signs(u[:, None], p.v[:, None])
-    return PVector(U[:, 0], V[:, 0], p.singular_values, p.total_energy, p.centered, p.method,
-                   p.n_samples, p.n_features, p.notes)
+    return dataclasses.replace(p, u=U[:, 0], v=V[:, 0])
 
 
 def pvector_angle_streaming(stats: CrossGramStats, center: bool = False) -> float:

@@ -64,12 +64,22 @@ def _convert_dtype(a: np.ndarray, name: str) -> np.ndarray:
     )
 
 
-def as_feature_matrix(F: Any, name: str = "F", *, min_samples: int = 2) -> np.ndarray:
+def _all_zero_message(shape: tuple[int, ...], name: str) -> str:
+    return (
+        f"{name} is all zeros (shape {shape}); it spans no direction, so it has no singular "
+        f"vectors. Check that the features were captured from the intended layer (e.g. not "
+        f"before the first forward pass)."
+    )
+
+
+def as_feature_matrix(F: Any, name: str = "F", *, min_samples: int = 2, check_values: bool = True) -> np.ndarray:
     """Validate a samples x features matrix and return it as a float32/float64 array.
 
     Raises :class:`~deepspan.errors.InputError` for: a 1-D or >2-D array, fewer
     than ``min_samples`` rows, zero columns, NaN/Inf (naming how many and where
-    the first one is), and an all-zero matrix.
+    the first one is), and an all-zero matrix. With ``check_values=False`` the
+    two value scans (NaN/Inf, all-zero) are left to the caller --
+    ``top_singular`` detects both from its own sums without extra passes.
     """
     a = to_numpy(F)
     if a.ndim != 2:
@@ -92,14 +102,12 @@ def as_feature_matrix(F: Any, name: str = "F", *, min_samples: int = 2) -> np.nd
     if d < 1:
         raise InputError(f"{name} has no feature columns (shape {a.shape}); pass at least one feature.")
     a = _convert_dtype(a, name)
+    if not check_values:
+        return a
     if not np.isfinite(a).all():
         raise InputError(_describe_nonfinite(a, name))
     if not a.any():
-        raise InputError(
-            f"{name} is all zeros (shape {a.shape}); it spans no direction, so it has no singular "
-            f"vectors. Check that the features were captured from the intended layer (e.g. not "
-            f"before the first forward pass)."
-        )
+        raise InputError(_all_zero_message(a.shape, name))
     return a
 
 

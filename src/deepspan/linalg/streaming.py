@@ -197,9 +197,13 @@ class GramAccumulator:
         self._check_width(int(x.shape[1]), "batch")
         if x.shape[0] == 0:
             return self
+        self._add_block(x)
+        return self
+
+    def _add_block(self, x: Any) -> None:
+        """Add a validated float64 block (no checks: internal fast path)."""
         n_b, mean_b, xc = self._batch_moments(x)
         self._combine(n_b, mean_b, xc.T @ xc)
-        return self
 
     def merge(self, other: "GramAccumulator") -> "GramAccumulator":
         """Add the statistics of ``other`` into ``self`` (in place) and return ``self``."""

@@ -16,9 +16,9 @@ Routes (every one does its arithmetic in float64):
     u = F_c v / sigma in one more pass. Two passes over F.
 ``kernel``
     For d >> N (flattened conv maps, raw pixels). Accumulate the N x N kernel
-    K = F F^T over column blocks, center it as H K H (H = I - 11^T/N, which
-    equals F_c F_c^T), take its top eigenpairs K u = sigma^2 u and
-    v = F_c^T u / sigma.
+    K = F_c F_c^T over column blocks (a column block holds whole columns, so
+    each is centered exactly before its product), take its top eigenpairs
+    K u = sigma^2 u and v = F_c^T u / sigma.
 ``krylov``
     For large N and d when only a few triplets are wanted. Block Krylov
     subspace iteration with full re-orthogonalisation and Rayleigh-Ritz on
@@ -27,13 +27,29 @@ Routes (every one does its arithmetic in float64):
     blocks, computing B^T (B X) for every block B. Iterates until every wanted
     Ritz pair (theta_j, y_j) has residual ||A y_j - theta_j y_j|| <= tol * theta_j
     (theta_j floored at 1e-3 theta_1), so the angle error of the top vector is
-    about tol / (1 - (sigma_2/sigma_1)^2) radians. Values wanted without vectors
-    need a looser residual (``value_tol``): a Ritz value's error is at most the
-    square of its residual over the distance to the rest of the spectrum. The
-    block holds two vectors whenever two or more values are wanted, so a
-    repeated top singular value (sigma_1 = sigma_2) is found, not skipped. The start block holds the column-sum direction F^T 1 (an
-    excellent guess for the uncentered P-vector of non-negative features)
-    plus seeded Gaussian columns.
+    about tol / (1 - (sigma_2/sigma_1)^2) radians. Values wanted without
+    vectors need only ||A y_j - theta_j y_j|| <= value_tol * theta_1: such a
+    Ritz value is within min(r, r^2 / delta) of an eigenvalue (delta: its
+    distance to the rest of the spectrum), i.e. sigma_j^2 is accurate to at
+    most value_tol * sigma_1^2 and usually far better. The block holds two
+    vectors whenever two or more values are wanted, so a repeated top
+    singular value (sigma_1 = sigma_2) is found, not skipped. The start block
+    holds the column-sum direction F^T 1 (an excellent guess for the
+    uncentered P-vector of non-negative features, estimated from every 8th
+    block) plus seeded Gaussian columns. Uncentered, the column moments are
+    gathered in the final pass, so the route costs (iterations + 1) passes.
+
+Resolution: the Gram, kernel and Krylov routes work with sigma^2, so they
+resolve singular values down to ~1e-7 sigma_1 (sqrt of machine epsilon);
+smaller ones are reported as 0 and their vectors completed orthonormally
+(noted in ``notes``). The exact route resolves down to ~1e-12 sigma_1.
+
+Checks without extra passes: the value scans for NaN/Inf and all-zero input
+are not run up front on the fast routes; NaN/Inf propagate into every sum
+the route forms, and a non-finite Gram, kernel or Krylov image triggers the
+full diagnostic (how many, where the first is). Matrices whose squared norm
+lies outside [1e-250, 1e250] are refused with a message to rescale
+(P-vectors and angles are scale-invariant).
 
 ``auto`` picks by shape (see :func:`choose_method`) and the result's
 ``method`` says which route ran.
@@ -57,7 +73,7 @@ import scipy.linalg
 
 from deepspan.errors import ConvergenceWarning, InputError
 from deepspan.linalg.blocks import BLOCK_BYTES, block_cols, block_rows, col_blocks, row_blocks
-from deepspan.linalg.checks import as_feature_matrix, check_rank_request
+from deepspan.linalg.checks import _all_zero_message, _describe_nonfinite, as_feature_matrix, check_rank_request
 from deepspan.linalg.streaming import GramAccumulator, top_eigh
 
 __all__ = ["METHODS", "SingularTriplets", "top_singular", "choose_method", "orient_signs"]
@@ -146,66 +162,198 @@ def orient_signs(U: np.ndarray, V: np.ndarray | None = None) -> tuple[np.ndarray
     return U, V
 
 
-def _column_moments(F: np.ndarray, center: bool) -> tuple[np.ndarray, float]:
-    """Column means and ||F_c||_F^2 (centered when ``center``), float64, in one pass.
+def _centered_moments(F: np.ndarray) -> tuple[np.ndarray, float]:
+    """Column means and the centered ||F - 1 mu^T||_F^2, float64, in one pass.
 
-    The centered sum of squares merges per-block centered sums with the Chan et
-    al. pairwise update (see ``streaming``), so it never subtracts two large
-    numbers.
+    Per-block centered sums are merged with the Chan et al. pairwise update
+    (see ``streaming``), so the result never subtracts two large numbers.
     """
-    n, d = F.shape
-    count, mean = 0, np.zeros(d)
-    m2 = np.zeros(d) if center else None
-    sumsq = 0.0
+    count, mean, m2 = 0, np.zeros(F.shape[1]), np.zeros(F.shape[1])
     for _, B in row_blocks(F):
         nb = B.shape[0]
-        if center:
-            mb = B.mean(0)
-            Bc = B - mb
-            delta = mb - mean
-            tot = count + nb
-            m2 += np.einsum("ij,ij->j", Bc, Bc) + delta**2 * (count * nb / tot)
-            mean += delta * (nb / tot)
-            count = tot
-        else:
-            mean += B.sum(0)
-            sumsq += float(np.einsum("ij,ij->", B, B))
-    if center:
-        return mean, float(m2.sum())
-    return mean / n, sumsq
+        mb = B.mean(0)
+        Bc = B - mb
+        delta = mb - mean
+        tot = count + nb
+        m2 += np.einsum("ij,ij->j", Bc, Bc) + delta**2 * (count * nb / tot)
+        mean += delta * (nb / tot)
+        count = tot
+    return mean, float(m2.sum())
 
 
-def _left_from_right(F: np.ndarray, V: np.ndarray, s: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
-    """U = F_c V / s in one pass over row blocks."""
-    n = F.shape[0]
+def _left_from_right(F: np.ndarray, V: np.ndarray, s: np.ndarray, mean: np.ndarray | None,
+                     moments: bool = False) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """U = F_c V / s in one pass over row blocks.
+
+    With ``moments`` the same pass also returns the column means and ||F||_F^2
+    (uncentered), so the Krylov route needs no separate pass for them.
+    """
+    n, d = F.shape
     U = np.empty((n, V.shape[1]))
     shift = None if mean is None else mean @ V
+    colsum = np.zeros(d) if moments else None
+    sumsq = 0.0
     for i, B in row_blocks(F):
         T = B @ V
         if shift is not None:
             T -= shift
         U[i : i + B.shape[0]] = T
-    return U / s
+        if moments:
+            colsum += B.sum(0)
+            sumsq += float(np.einsum("ij,ij->", B, B))
+    return U / s, (None if colsum is None else colsum / n), sumsq
 
 
-def _right_from_left(F: np.ndarray, U: np.ndarray, s: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
-    """V = F_c^T U / s = F^T (H U) / s in one pass over column blocks."""
-    if mean is not None:
+def _right_from_left(F: np.ndarray, U: np.ndarray, s: np.ndarray, center: bool,
+                     moments: bool = False) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """V = F_c^T U / s = F^T (H U) / s in one pass over column blocks (and optionally the moments)."""
+    if center:
         U = U - U.mean(0)
-    V = np.empty((F.shape[1], U.shape[1]))
+    n, d = F.shape
+    V = np.empty((d, U.shape[1]))
+    mean = np.empty(d) if moments else None
+    sumsq = 0.0
     for j, C in col_blocks(F):
         V[j : j + C.shape[1]] = C.T @ U
-    return V / s
+        if moments:
+            mean[j : j + C.shape[1]] = C.mean(0)
+            sumsq += float(np.einsum("ij,ij->", C, C))
+    return V / s, mean, sumsq
 
 
-def _complete_null(U: np.ndarray, s: np.ndarray, scale: float, k: int) -> tuple[np.ndarray, bool]:
+def _safe(s: np.ndarray, k: int) -> np.ndarray:
+    """Divisors for u = F v / sigma: zero singular values divide by 1 (their vectors are completed later)."""
+    return np.where(s[:k] > 0, s[:k], 1.0)
+
+
+@dataclass
+class _RouteOut:
+    U: np.ndarray
+    s: np.ndarray
+    V: np.ndarray
+    total: float
+    mean: np.ndarray
+    passes: int | None
+    converged: bool = True
+
+
+def _check_finite_result(F: np.ndarray, *arrays: np.ndarray) -> None:
+    """Lazy NaN/Inf check: non-finite input always makes these sums non-finite.
+
+    The fast routes do not scan F for NaN/Inf up front (that would cost two
+    extra passes); NaN and Inf propagate into every product with F, so a
+    non-finite Gram matrix, kernel or Krylov image means F had bad values (or
+    overflowed) and the full diagnostic runs only then.
+    """
+    if all(np.isfinite(a).all() for a in arrays):
+        return
+    if not np.isfinite(F).all():
+        raise InputError(_describe_nonfinite(F, "F"))
+    raise InputError(
+        "F is finite but its products overflow float64 (values around 1e154 or larger); "
+        "rescale the features, e.g. F / np.abs(F).max()."
+    )
+
+
+def _exact(F, k, n_values, center, **_):
+    if not np.isfinite(F).all():
+        raise InputError(_describe_nonfinite(F, "F"))
+    A = np.array(F, dtype=np.float64)
+    mean = A.mean(0)
+    if center:
+        A -= mean
+    try:
+        U, s, Vt = scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesdd", check_finite=False)
+    except np.linalg.LinAlgError:
+        U, s, Vt = scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesvd", check_finite=False)
+    return _RouteOut(U[:, :k], s[:n_values], Vt[:k].T, float(np.einsum("ij,ij->", A, A)), mean, None)
+
+
+def _gram(F, k, n_values, center, **_):
+    acc = GramAccumulator()
+    # GEMM wants taller blocks than the fused Krylov products (bench/pvector.py)
+    for _, B in row_blocks(F, block_rows(F.shape[1], 4 * BLOCK_BYTES)):
+        acc._add_block(B)
+    stats = acc.finalize()
+    G = stats.gram(center)
+    _check_finite_result(F, G)
+    lam, V = top_eigh(G, n_values)
+    s = np.sqrt(lam)
+    V = V[:, :k]
+    U, _, _ = _left_from_right(F, V, _safe(s, k), stats.mean if center else None)
+    return _RouteOut(U, s, V, stats.total_energy(center), stats.mean, 2)
+
+
+def _kernel(F, k, n_values, center, **_):
+    n, d = F.shape
+    K = np.zeros((n, n))
+    mean = np.empty(d)
+    for j, C in col_blocks(F, block_cols(n, 4 * BLOCK_BYTES)):
+        mc = C.mean(0)
+        mean[j : j + C.shape[1]] = mc
+        if center:  # a column block holds whole columns: center it exactly before the product
+            C -= mc
+        K += C @ C.T
+    _check_finite_result(F, K)
+    K = 0.5 * (K + K.T)
+    lam, U = top_eigh(K, n_values)
+    s = np.sqrt(lam)
+    U = U[:, :k]
+    V, _, _ = _right_from_left(F, U, _safe(s, k), center)
+    return _RouteOut(U, s, V, float(np.trace(K)), mean, 2)
+
+
+#: Below this fraction of sigma_1 the Gram, kernel and Krylov routes cannot resolve a
+#: singular value (they work with sigma^2, so with ~sqrt(machine epsilon) relative accuracy).
+_UNRESOLVED = 1e-7
+#: Squared Frobenius norms outside this range are refused: products of such features
+#: over- or underflow float64 (rescaling F leaves every P-vector and angle unchanged).
+_ENERGY_RANGE = (1e-250, 1e250)
+
+
+def _check_scale(A: np.ndarray, out: "_RouteOut", center: bool) -> None:
+    """Refuse an all-zero (or, centered, constant) matrix and magnitudes float64 cannot square."""
+    total = out.total
+    lo, hi = _ENERGY_RANGE
+    in_range = lo <= total <= hi
+    amax = None if in_range else float(np.abs(A).max())
+    if amax == 0:
+        raise InputError(_all_zero_message(A.shape, "F"))
+    ref = A.shape[0] * float(out.mean @ out.mean)  # ||1 mu^T||_F^2, the energy centering removed
+    if center and lo <= ref <= hi and total <= 1e-24 * ref:
+        raise InputError(
+            "F is constant across samples (all rows equal up to rounding), so it is all zeros after "
+            "centering and has no singular vectors; use center=False or check the features."
+        )
+    if in_range:
+        return
+    raise InputError(
+        f"F's magnitude (max |F| = {amax:.3g}, ||F||^2 = {total:.3g}) is outside the range where "
+        f"float64 can square it ({lo:g} .. {hi:g}); rescale it, e.g. F / np.abs(F).max() "
+        f"(P-vectors and angles do not change under scaling)."
+    )
+
+
+def _orthonormalize_in_order(U: np.ndarray) -> np.ndarray:
+    """Modified Gram-Schmidt in column order: u_1 keeps its direction exactly, later
+    columns lose only the O(eps sigma_1^2 / sigma_j^2) non-orthogonality of u = F v / sigma."""
+    U = U.copy()
+    for j in range(U.shape[1]):
+        for _ in range(2):
+            for i in range(j):
+                U[:, j] -= (U[:, i] @ U[:, j]) * U[:, i]
+        U[:, j] /= np.linalg.norm(U[:, j])
+    return U
+
+
+def _complete_null(U: np.ndarray, s: np.ndarray, threshold: float, k: int) -> tuple[np.ndarray, bool]:
     """Replace vectors whose singular value is numerically zero by an orthonormal completion.
 
     Such vectors are not determined by the matrix; a deterministic completion
     (Gram-Schmidt of the standard basis against the determined ones) keeps U
     orthonormal. Returns (U, whether anything was replaced).
     """
-    tiny = s[:k] <= scale * 1e-12
+    tiny = s[:k] <= threshold
     if not tiny.any():
         return U, False
     good = U[:, ~tiny]
@@ -230,46 +378,6 @@ def _complete_null(U: np.ndarray, s: np.ndarray, scale: float, k: int) -> tuple[
     return U, True
 
 
-def _exact(F, k, n_values, center, mean):
-    A = np.asarray(F, dtype=np.float64)
-    if center:
-        A = A - mean
-    try:
-        U, s, Vt = scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesdd", check_finite=False)
-    except np.linalg.LinAlgError:
-        U, s, Vt = scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesvd", check_finite=False)
-    return U[:, :k], s[:n_values], Vt[:k].T, float((s**2).sum()), None
-
-
-def _gram(F, k, n_values, center, mean):
-    acc = GramAccumulator()
-    # GEMM wants taller blocks than the fused Krylov products (bench/pvector.py)
-    for _, B in row_blocks(F, block_rows(F.shape[1], 4 * BLOCK_BYTES)):
-        acc.update(B)
-    stats = acc.finalize()
-    lam, V = top_eigh(stats.gram(center), n_values)
-    s = np.sqrt(lam)
-    V = V[:, :k]
-    U = _left_from_right(F, V, np.where(s[:k] > 0, s[:k], 1.0), stats.mean if center else None)
-    return U, s, V, stats.total_energy(center), 2
-
-
-def _kernel(F, k, n_values, center, mean):
-    n = F.shape[0]
-    K = np.zeros((n, n))
-    for _, C in col_blocks(F, block_cols(n, 4 * BLOCK_BYTES)):
-        K += C @ C.T
-    if center:
-        r = K.mean(0)
-        K = K - r[None, :] - r[:, None] + r.mean()
-    K = 0.5 * (K + K.T)
-    lam, U = top_eigh(K, n_values)
-    s = np.sqrt(lam)
-    U = U[:, :k]
-    V = _right_from_left(F, U, np.where(s[:k] > 0, s[:k], 1.0), mean if center else None)
-    return U, s, V, float(np.trace(K)), 2
-
-
 def _block_krylov(
     apply: Callable[[np.ndarray], np.ndarray],
     dim: int,
@@ -290,8 +398,11 @@ def _block_krylov(
     b = min(dim, max(n_vectors, 2 if n_values > 1 else 1))
     X = rng.standard_normal((dim, b))
     if start is not None and np.linalg.norm(start) > 0:
-        X[:, 0] = start / np.linalg.norm(start)
+        # keep a 1% random component: a start that is exactly a lower eigenvector
+        # would make the Krylov space invariant before it saw the top one
+        X[:, 0] = start / np.linalg.norm(start) + 0.01 * X[:, 0] / np.sqrt(dim)
     Q, _ = np.linalg.qr(X)
+    c = None  # power-of-two scale applied to A, so norms of W never over/underflow
     Qs: list[np.ndarray] = [Q]
     Ws: list[np.ndarray] = []
     applications = 0
@@ -301,6 +412,10 @@ def _block_krylov(
     while True:
         W = apply(Qs[-1])
         applications += 1
+        if c is None:
+            peak = float(np.abs(W).max())
+            c = 1.0 if peak == 0 else math.ldexp(1.0, min(1000, max(-1000, -math.frexp(peak)[1])))
+        W = W * c
         Ws.append(W)
         Qa, Wa = np.hstack(Qs), np.hstack(Ws)
         T = Qa.T @ Wa
@@ -326,19 +441,37 @@ def _block_krylov(
             converged = True
             break
         Qs.append(Qn[:, keep])
-    return np.clip(theta, 0.0, None), Y, converged, applications
+    theta = np.clip(theta, 0.0, None) / (c or 1.0)
+    if len(theta) < n_values:  # the space became invariant: every other eigenvalue is 0
+        pad = n_values - len(theta)
+        theta = np.concatenate([theta, np.zeros(pad)])
+        Y = np.hstack([Y, np.zeros((dim, pad))])
+    return theta, Y, converged, applications
 
 
-def _krylov(F, k, n_values, center, mean, tol, value_tol, seed, max_basis):
+def _krylov(F, k, n_values, center, *, tol, value_tol, seed, max_basis):
+    """Block Krylov route. Passes: [centered moments] + iterations + one final pass.
+
+    Uncentered, the column moments are gathered during the final pass and the
+    start direction F^T 1 (or F 1 when d > N) is estimated from every 8th block.
+    """
     n, d = F.shape
     rng = np.random.default_rng(seed)
-    colsum = mean * n
+    passes = 1
+    mean, total = (None, 0.0)
+    if center:
+        mean, total = _centered_moments(F)
+        passes += 1
+
+    def finite(W: np.ndarray) -> np.ndarray:
+        _check_finite_result(F, W)
+        return W
+
     if d <= n:
-        mu = mean if center else None
 
         def apply(X: np.ndarray) -> np.ndarray:
             out = np.zeros_like(X)
-            shift = None if mu is None else mu @ X
+            shift = None if mean is None else mean @ X
             tsum = np.zeros(X.shape[1])
             for _, B in row_blocks(F):
                 T = B @ X
@@ -346,15 +479,18 @@ def _krylov(F, k, n_values, center, mean, tol, value_tol, seed, max_basis):
                     T -= shift
                     tsum += T.sum(0)
                 out += B.T @ T
-            if mu is not None:  # (B - 1 mu^T)^T T = B^T T - mu (1^T T)
-                out -= np.outer(mu, tsum)
-            return out
+            if mean is not None:  # (B - 1 mu^T)^T T = B^T T - mu (1^T T)
+                out -= np.outer(mean, tsum)
+            return finite(out)
 
-        start = None if center else colsum
+        start = None
+        if not center:
+            rows = block_rows(d)
+            start = sum(F[i : i + rows].sum(0, dtype=np.float64) for i in range(0, n, 8 * rows))
         theta, V, conv, its = _block_krylov(apply, d, k, n_values, tol, value_tol, max_basis, start, rng)
         s = np.sqrt(theta)
         V = V[:, :k]
-        U = _left_from_right(F, V, np.where(s[:k] > 0, s[:k], 1.0), mu)
+        U, colmean, sumsq = _left_from_right(F, V, _safe(s, k), mean, moments=not center)
     else:
 
         def apply(Y: np.ndarray) -> np.ndarray:
@@ -365,18 +501,22 @@ def _krylov(F, k, n_values, center, mean, tol, value_tol, seed, max_basis):
                 out += C @ (C.T @ Y)
             if center:
                 out -= out.mean(0)
-            return out
+            return finite(out)
 
         start = None
         if not center:
-            start = np.empty(n)
-            for i, B in row_blocks(F):
-                start[i : i + B.shape[0]] = B.sum(1)
+            cols = block_cols(n)
+            start = sum(F[:, j : j + cols].sum(1, dtype=np.float64) for j in range(0, d, 8 * cols))
         theta, U, conv, its = _block_krylov(apply, n, k, n_values, tol, value_tol, max_basis, start, rng)
         s = np.sqrt(theta)
         U = U[:, :k]
-        V = _right_from_left(F, U, np.where(s[:k] > 0, s[:k], 1.0), mean if center else None)
-    return U, s, V, conv, its + 2
+        V, colmean, sumsq = _right_from_left(F, U, _safe(s, k), center, moments=not center)
+    if not center:
+        mean, total = colmean, sumsq
+    return _RouteOut(U, s, V, total, mean, passes + its, conv)
+
+
+_ROUTES = {"exact": _exact, "gram": _gram, "kernel": _kernel, "krylov": _krylov}
 
 
 def top_singular(
@@ -406,12 +546,11 @@ def top_singular(
     method : ``"auto"``, ``"exact"``, ``"gram"``, ``"kernel"`` or ``"krylov"``
         (module docstring). ``auto`` picks by shape; ``.method`` reports the route.
     n_values : number of singular values to return (>= k; default k). Values
-        beyond k come without vectors (Krylov converges them to ~tol relative).
+        beyond k come without vectors (Krylov converges them to ``value_tol``).
     tol : relative residual tolerance of the Krylov route for the k vectors.
     value_tol : residual tolerance (relative to sigma_1^2) of the Krylov route
-        for the values beyond k. A Ritz value theta with residual r is within
-        min(r, r^2 / delta) of an eigenvalue (delta: distance to the rest of
-        the spectrum), so values are typically accurate to ~1e-8 relative.
+        for the values beyond k: sigma_j^2 is then accurate to at most
+        value_tol * sigma_1^2 (the module docstring gives the bound).
     seed : seed of the Krylov start block (same seed, same numbers).
     max_basis : largest Krylov basis before the route gives up. Default: for
         ``auto``, about the cost of one Gram matrix (max(32, min(N, d) // 13)
@@ -424,7 +563,7 @@ def top_singular(
     SingularTriplets with U (N x k), s (n_values), V (d x k), signs fixed by the
     module's sign rule.
     """
-    A = as_feature_matrix(F)
+    A = as_feature_matrix(F, check_values=False)
     n, d = A.shape
     k = check_rank_request(k, n, d)
     n_values = k if n_values is None else check_rank_request(n_values, n, d, "n_values")
@@ -435,59 +574,57 @@ def top_singular(
     notes: list[str] = []
     if method == "auto":
         notes.append(f"auto chose {route} for N={n}, d={d}, {n_values} value(s)")
-
-    mean, total = _column_moments(A, center)
-    if center and not total > 0:
-        raise InputError(
-            "F is constant across samples (all rows equal), so it is all zeros after centering and "
-            "has no singular vectors; use center=False or check the features."
-        )
-
     if max_basis is None:
         max_basis = max(32, min(n, d) // 13) if method == "auto" else 600
-    converged = True
-    if route == "exact":
-        U, s, V, _, passes = _exact(A, k, n_values, center, mean)
-    elif route == "gram":
-        U, s, V, _, passes = _gram(A, k, n_values, center, mean)
-    elif route == "kernel":
-        U, s, V, _, passes = _kernel(A, k, n_values, center, mean)
-    else:
-        U, s, V, converged, passes = _krylov(A, k, n_values, center, mean, tol, value_tol, seed, max_basis)
-        if not converged:
-            if method == "auto" and min(n, d) <= 2 * _MAX_GRAM_SIDE:
-                fallback = "gram" if d <= n else "kernel"
-                notes.append(f"krylov did not reach tol={tol:g} within {max_basis} basis vectors; used {fallback}")
-                route = fallback
-                U, s, V, _, extra = (_gram if fallback == "gram" else _kernel)(A, k, n_values, center, mean)
-                passes += extra
-                converged = True
-            else:
-                warnings.warn(
-                    f"krylov route did not reach tol={tol:g} within {max_basis} basis vectors "
-                    f"(sigma_2/sigma_1 is probably close to 1); the result is approximate. Raise "
-                    f"max_basis, loosen tol, or use method='gram'.",
-                    ConvergenceWarning,
-                    stacklevel=2,
-                )
-    # the count of full passes includes the moments pass
-    passes = None if passes is None else passes + 1
-    U, replaced = _complete_null(U, s, float(s[0]), k)
-    V, _ = _complete_null(V, s, float(s[0]), k)
-    if replaced:
-        notes.append("some requested singular values are zero; their vectors are an arbitrary orthonormal completion")
+    opts = {"tol": tol, "value_tol": value_tol, "seed": seed, "max_basis": max_basis}
+
+    with np.errstate(all="ignore"):  # NaN/Inf and over/underflow are diagnosed below, by name
+        out = _ROUTES[route](A, k, n_values, center, **opts)
+    if not out.converged:
+        if method == "auto" and min(n, d) <= 2 * _MAX_GRAM_SIDE:
+            fallback = "gram" if d <= n else "kernel"
+            notes.append(f"krylov did not reach tol={tol:g} within {max_basis} basis vectors; used {fallback}")
+            spent = out.passes
+            with np.errstate(all="ignore"):
+                out = _ROUTES[fallback](A, k, n_values, center)
+            out.passes += spent
+            route = fallback
+        else:
+            warnings.warn(
+                f"krylov route did not reach tol={tol:g} within {max_basis} basis vectors "
+                f"(sigma_2/sigma_1 is probably close to 1); the result is approximate. Raise "
+                f"max_basis, loosen tol, or use method='gram'.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+    _check_scale(A, out, center)
+    U, s, V = out.U, np.asarray(out.s, dtype=np.float64), out.V
+    # Gram-type routes resolve sigma_j only down to ~sqrt(eps) sigma_1: below
+    # that, the vectors are not determined and are completed orthonormally.
+    floor = 1e-12 if route == "exact" else _UNRESOLVED
+    U, replaced = _complete_null(U, s, float(s[0]) * floor, k)
+    V, _ = _complete_null(V, s, float(s[0]) * floor, k)
+    unresolved = s <= float(s[0]) * floor
+    if unresolved.any():
+        s = np.where(unresolved, 0.0, s)
+        notes.append(
+            f"{int(unresolved.sum())} singular value(s) below {floor:g} sigma_1 are numerically zero for the "
+            f"{route} route and reported as 0" + ("; their vectors are an arbitrary orthonormal completion" if replaced else "")
+        )
+    if route != "exact" and k > 1:
+        U, V = _orthonormalize_in_order(U), _orthonormalize_in_order(V)
     U, V = orient_signs(U, V)
     return SingularTriplets(
         U=U,
-        s=np.asarray(s, dtype=np.float64),
+        s=s,
         V=V,
-        total_energy=float(total),
+        total_energy=float(out.total),
         n_samples=n,
         n_features=d,
         centered=bool(center),
         method=route,
-        mean=mean,
-        converged=converged,
-        passes=passes,
+        mean=out.mean,
+        converged=out.converged,
+        passes=out.passes,
         notes=tuple(notes),
     )

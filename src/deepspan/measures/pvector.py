@@ -178,7 +178,7 @@ def pvector(
 
     Liu et al., Machine Learning 111 (2022), arXiv:2110.02863.
     """
-    A = as_feature_matrix(F)
+    A = as_feature_matrix(F, check_values=False)  # top_singular detects NaN/Inf and zeros itself
     n_values = min(check_rank_request(n_values, 10**18, 10**18, "n_values"), *A.shape)
     t = top_singular(A, 1, center=center, method=method, n_values=n_values, tol=tol, seed=seed)
     p = PVector(

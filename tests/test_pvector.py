@@ -312,7 +312,8 @@ def test_gap_is_s2_over_s1(center, method):
     assert p.gap == pytest.approx(s_all[1] / s_all[0], rel=1e-9)
     assert p.sigma == pytest.approx(s_all[0], rel=1e-10)
     t = top_singular(F, 1, center=center, method=method, n_values=2)
-    assert t.s[1] / t.s[0] == pytest.approx(p.gap, rel=1e-9)
+    # Krylov converges values beyond the vectors to the looser value_tol (1e-4 sigma_1^2 in sigma^2)
+    assert t.s[1] / t.s[0] == pytest.approx(s_all[1] / s_all[0], rel=1e-6 if method == "krylov" else 1e-9)
 
 
 def test_pvector_n_values_is_clipped_to_min_side():

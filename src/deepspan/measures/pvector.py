@@ -162,7 +162,7 @@ def pvector(
     method: str = "auto",
     *,
     n_values: int = 5,
-    tol: float = 1e-10,
+    tol: float = 1e-9,
     seed: int = 0,
     sample_hash: str | None = None,
 ) -> PVector:

@@ -254,7 +254,14 @@ def test_float32_input_same_pvector_as_float64(name, method, center):
     assert unit_angle(p32.u, p_up.u) < 1e-6
     assert unit_angle(p32.u, p64.u) < 1e-4
     np.testing.assert_allclose(p32.u, p_up.u, rtol=0, atol=1e-8)  # same sign
-    np.testing.assert_allclose(p32.singular_values, p_up.singular_values, rtol=1e-10)
+    if method == "krylov":
+        # float32 input takes a float32 warm start, so the values beyond sigma_1 (converged only to
+        # value_tol) may land elsewhere within that tolerance; sigma_1 itself is converged to tol
+        assert p32.singular_values[0] == pytest.approx(p_up.singular_values[0], rel=1e-10)
+        np.testing.assert_allclose(p32.singular_values, p_up.singular_values, rtol=0,
+                                   atol=1e-6 * p_up.singular_values[0])
+    else:
+        np.testing.assert_allclose(p32.singular_values, p_up.singular_values, rtol=1e-10)
     np.testing.assert_allclose(p32.total_energy, p_up.total_energy, rtol=1e-10)
 
 

@@ -1,7 +1,7 @@
 """Benchmark of the P-vector routes (a script, not a test: ratios from one run).
 
 For float32 feature matrices N x d in {50,000 x 512, 50,000 x 2,048, 200,000 x 512}
-it times, in one process (the minimum over 5 interleaved rounds; numpy's
+it times, in one process (the minimum over 7 interleaved rounds; numpy's
 SVD the best of 2 runs):
 
 * ``pvector(F, method="auto")``   -- the P-vector with its top-5 spectrum,
@@ -71,12 +71,12 @@ def floor_pass(F: np.ndarray, reps: int = 20) -> float:
     return best_time(lambda: F @ v, reps)[0]
 
 
-def bench_size(n: int, d: int, svd: bool, svd_reps: int = 2) -> dict:
+def bench_size(n: int, d: int, svd: bool, svd_reps: int = 2, rounds: int = 7) -> dict:
     F = realistic_features(n, d)
     # interleaved rounds, minimum of each: this shared VM's speed drifts by up to 3x over
     # minutes, and interleaving exposes every timing to the same quiet windows
     t_floor = t_auto = t_top1 = float("inf")
-    for _ in range(5):
+    for _ in range(rounds):
         t_floor = min(t_floor, floor_pass(F, reps=5))
         t, p = best_time(lambda: deepspan.pvector(F), 1)
         t_auto = min(t_auto, t)

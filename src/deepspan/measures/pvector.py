@@ -281,7 +281,9 @@ def pvector_angle_streaming(stats: CrossGramStats, center: bool = False) -> floa
         <u_A, u_B> = v_A^T (A_c^T B_c) v_B / (sigma_A sigma_B),
 
     so the angle needs A^T A, B^T B and A^T B only (one pass, neither matrix
-    stored). Sign-invariant, like :func:`angle`.
+    stored). Sign-invariant, like :func:`angle`. Only the cosine is available
+    here, so angles below ~1e-6 degrees are not resolved (arccos near 1); the
+    dense :func:`angle` uses atan2 and resolves them.
     """
     pa = pvector_from_stats(stats.a, center, n_values=2)
     pb = pvector_from_stats(stats.b, center, n_values=2)

@@ -13,6 +13,7 @@ from deepspan.errors import (
     SampleMismatchError,
 )
 from deepspan.linalg import (
+    ClassStatsAccumulator,
     CrossGramAccumulator,
     GramAccumulator,
     SingularTriplets,
@@ -32,6 +33,14 @@ from deepspan.measures import (
 )
 
 __all__ = [
+    "extract",
+    "list_layers",
+    "FeatureSet",
+    "Tracker",
+    "CheckpointSeries",
+    "Checkpoint",
+    "track_checkpoints",
+    "ClassStatsAccumulator",
     "__version__",
     "pvector",
     "PVector",
@@ -53,3 +62,16 @@ __all__ = [
     "DegenerateSpectrumWarning",
     "ConvergenceWarning",
 ]
+
+
+def __getattr__(name: str):
+    """Torch-backed parts (extraction, tracking) load on first use, so ``import deepspan`` stays light."""
+    if name in ("extract", "list_layers", "FeatureSet"):
+        from deepspan import features
+
+        return getattr(features, name)
+    if name in ("Tracker", "CheckpointSeries", "Checkpoint", "track_checkpoints"):
+        from deepspan import track
+
+        return getattr(track, name)
+    raise AttributeError(f"module 'deepspan' has no attribute {name!r}")

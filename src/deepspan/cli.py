@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -98,10 +97,9 @@ def pvector_cmd(path: Path, center: bool, n_values: int, chunk_rows: int, json_p
 
 def _write_json(path: Path, obj: object) -> None:
     """Write JSON atomically: a temporary file in the same directory, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    from deepspan._io import atomic_write_json
+
+    atomic_write_json(path, obj)
 
 
 if __name__ == "__main__":  # pragma: no cover

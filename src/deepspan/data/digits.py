@@ -7,7 +7,6 @@ Pixels are integers 0..16; :func:`load_digits` scales them to [0, 1].
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,9 @@ class Dataset:
     @property
     def sample_hash(self) -> str:
         """SHA-256 (first 16 hex digits) of the sample ids in order: equal hashes, same samples."""
-        return hashlib.sha256(np.ascontiguousarray(self.ids).tobytes()).hexdigest()[:16]
+        from deepspan.features.featureset import hash_sample_ids
+
+        return hash_sample_ids(self.ids)
 
     def __len__(self) -> int:
         return int(self.X.shape[0])

@@ -1,9 +1,19 @@
-"""Features on disk and (in later issues) from torch models.
+"""Activations from any torch.nn.Module, feature sets and their stores, and chunked .npy reading."""
 
-``deepspan.features.npy`` reads a samples x features ``.npy`` file in row
-chunks with bounded memory, for the streaming routes.
-"""
-
+from deepspan.features.extract import POLICIES, LayerInfo, extract, iterate_batches, list_layers, resolve_device
+from deepspan.features.featureset import FeatureSet, check_same_samples, hash_sample_ids
 from deepspan.features.npy import iter_npy_rows, npy_shape
 
-__all__ = ["iter_npy_rows", "npy_shape"]
+__all__ = [
+    "POLICIES",
+    "LayerInfo",
+    "extract",
+    "list_layers",
+    "iterate_batches",
+    "resolve_device",
+    "FeatureSet",
+    "check_same_samples",
+    "hash_sample_ids",
+    "iter_npy_rows",
+    "npy_shape",
+]

@@ -6,7 +6,14 @@ handled lazily.
 
 from deepspan.linalg.angles import angle, angle_from_cosine, principal_angles_between_bases
 from deepspan.linalg.checks import as_feature_matrix, as_vector
-from deepspan.linalg.streaming import CrossGramAccumulator, CrossGramStats, GramAccumulator, GramStats
+from deepspan.linalg.streaming import (
+    ClassStats,
+    ClassStatsAccumulator,
+    CrossGramAccumulator,
+    CrossGramStats,
+    GramAccumulator,
+    GramStats,
+)
 from deepspan.linalg.svd import METHODS, SingularTriplets, choose_method, orient_signs, top_singular
 
 __all__ = [
@@ -22,6 +29,8 @@ __all__ = [
     "GramStats",
     "CrossGramAccumulator",
     "CrossGramStats",
+    "ClassStats",
+    "ClassStatsAccumulator",
     "as_feature_matrix",
     "as_vector",
 ]

@@ -36,7 +36,15 @@ import scipy.linalg
 from deepspan.errors import InputError
 from deepspan.linalg.checks import _describe_nonfinite, _convert_dtype
 
-__all__ = ["GramStats", "GramAccumulator", "CrossGramStats", "CrossGramAccumulator", "top_eigh"]
+__all__ = [
+    "GramStats",
+    "GramAccumulator",
+    "CrossGramStats",
+    "CrossGramAccumulator",
+    "ClassStats",
+    "ClassStatsAccumulator",
+    "top_eigh",
+]
 
 
 def _is_torch(x: Any) -> bool:
@@ -318,3 +326,83 @@ class CrossGramAccumulator:
     def finalize(self) -> CrossGramStats:
         """The accumulated statistics as float64 numpy."""
         return CrossGramStats(self.a.finalize(), self.b.finalize(), _to_numpy64(self._cross))
+
+
+@dataclass(frozen=True)
+class ClassStats:
+    """Class-wise second moments: per class count, mean and centered scatter, float64.
+
+    ``within_scatter`` = sum_c sum_{i in c} (x_i - mu_c)(x_i - mu_c)^T and
+    ``between_scatter`` = sum_c n_c (mu_c - mu)(mu_c - mu)^T, whose sum is the
+    total centered scatter (the neural-collapse statistics of Papyan, Han and
+    Donoho 2020 are ratios of these).
+    """
+
+    classes: np.ndarray
+    counts: np.ndarray
+    means: np.ndarray
+    scatters: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def global_mean(self) -> np.ndarray:
+        return (self.counts[:, None] * self.means).sum(0) / self.n_samples
+
+    @property
+    def within_scatter(self) -> np.ndarray:
+        return self.scatters.sum(0)
+
+    @property
+    def between_scatter(self) -> np.ndarray:
+        D = self.means - self.global_mean
+        return (D * self.counts[:, None]).T @ D
+
+
+class ClassStatsAccumulator:
+    """Accumulate per-class Gram statistics batch by batch: ``update(batch, labels)``.
+
+    One :class:`GramAccumulator` per class (Chan et al. pairwise merges), so
+    the result does not depend on batching; ``merge`` adds another
+    accumulator's classes. ``needs_labels`` tells ``features.extract`` to pass
+    the batch labels.
+    """
+
+    needs_labels = True
+
+    def __init__(self) -> None:
+        self._per_class: dict[Any, GramAccumulator] = {}
+
+    def update(self, batch: Any, labels: Any) -> "ClassStatsAccumulator":
+        x = _prepare_batch(batch, "batch")
+        lab = np.asarray(labels.detach().cpu() if _is_torch(labels) else labels).reshape(-1)
+        if len(lab) != x.shape[0]:
+            raise InputError(f"{len(lab)} labels for a batch of {x.shape[0]} samples; pass one label per sample.")
+        for c in np.unique(lab):
+            rows = np.flatnonzero(lab == c)
+            idx = rows if not _is_torch(x) else __import__("torch").as_tensor(rows, device=x.device)
+            key = c.item() if hasattr(c, "item") else c
+            self._per_class.setdefault(key, GramAccumulator()).update(x[idx])
+        return self
+
+    def merge(self, other: "ClassStatsAccumulator") -> "ClassStatsAccumulator":
+        for c, acc in other._per_class.items():
+            if c in self._per_class:
+                self._per_class[c].merge(acc)
+            else:
+                self._per_class[c] = GramAccumulator().merge(acc)
+        return self
+
+    def finalize(self) -> ClassStats:
+        if not self._per_class:
+            raise InputError("the accumulator has seen no samples; call update(batch, labels) before finalize().")
+        classes = sorted(self._per_class)
+        stats = [self._per_class[c].finalize() for c in classes]
+        return ClassStats(
+            np.asarray(classes),
+            np.array([s.n_samples for s in stats], dtype=np.int64),
+            np.stack([s.mean for s in stats]),
+            np.stack([s.scatter for s in stats]),
+        )

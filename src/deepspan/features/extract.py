@@ -1,0 +1,442 @@
+"""Activations from any ``torch.nn.Module`` by forward hooks.
+
+``extract(model, data, layers, policy=...)`` runs the model in eval mode under
+``torch.no_grad`` over the data in order, captures the outputs of the named
+modules with forward hooks (always removed afterwards, also on error), and
+returns a :class:`~deepspan.features.featureset.FeatureSet`.
+
+Conventions (DESIGN.md):
+
+* Rows are samples. Outputs with spatial axes ([N, C, H, W], [N, C, L], ...)
+  need an explicit policy per layer -- ``flatten`` (C*H*W features),
+  ``gap`` (global average pool: C features) or ``channels`` (C neurons whose
+  samples are the (image, position) pairs, the subspace-match convention of
+  Wang et al. 2018; optionally ``positions_per_image`` positions drawn per
+  image, seeded per image so every model and batch size sees the same ones).
+  2-D outputs are used as they are; 1-D outputs become one column.
+* A module returning a tuple, list or dict needs ``select`` (an index or key)
+  for that layer. Hooking an in-place ReLU captures the post-activation; every
+  capture is copied at once, so later in-place operations cannot change it.
+* The forward pass stops as soon as every requested layer has fired (a private
+  exception, derived from BaseException so a model's own ``except Exception``
+  cannot swallow it). A module that runs twice in one forward pass is refused:
+  its features would be ambiguous.
+* Streaming: ``accumulators={layer: acc}`` feeds each captured batch, on its
+  device, to ``acc.update(batch)`` (or ``acc.update(batch, labels)`` when
+  ``acc.needs_labels``); with ``keep=False`` nothing else is stored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepspan._version import __version__
+from deepspan.errors import InputError
+from deepspan.features.featureset import FeatureSet, hash_sample_ids
+
+__all__ = ["POLICIES", "LayerInfo", "list_layers", "extract", "iterate_batches", "resolve_device"]
+
+POLICIES = ("flatten", "gap", "channels")
+
+
+class _StopForward(BaseException):
+    """Raised by the last hook of a batch to skip the rest of the forward pass."""
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A selectable module: dotted name, class name, parameter count and (given an example) output shape."""
+
+    name: str
+    type: str
+    n_params: int
+    output_shape: Any = None
+
+
+def _modules(model: nn.Module) -> dict[str, nn.Module]:
+    return {name: m for name, m in model.named_modules() if name}
+
+
+def _shape_of(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return tuple(out.shape)
+    if isinstance(out, (tuple, list)):
+        return [_shape_of(o) for o in out]
+    if isinstance(out, dict):
+        return {k: _shape_of(v) for k, v in out.items()}
+    return type(out).__name__
+
+
+def list_layers(model: nn.Module, example_input: Any = None) -> list[LayerInfo]:
+    """The selectable module names of ``model`` with their types and, given an example input, output shapes.
+
+    With ``example_input`` (a batch, e.g. ``X[:2]``) the model runs once in eval
+    mode under no_grad with temporary hooks; modules that do not run get ``None``.
+    """
+    mods = _modules(model)
+    shapes: dict[str, Any] = {}
+    if example_input is not None:
+        handles = []
+
+        def make(name: str):
+            def hook(_m, _i, out):
+                shapes.setdefault(name, _shape_of(out))
+
+            return hook
+
+        was_training = model.training
+        try:
+            for name, m in mods.items():
+                handles.append(m.register_forward_hook(make(name)))
+            model.eval()
+            with torch.no_grad():
+                x = _as_tensor(example_input)
+                dev = _model_device(model)
+                model(x.to(dev) if dev is not None else x)
+        finally:
+            for h in handles:
+                h.remove()
+            model.train(was_training)
+    return [
+        LayerInfo(name, type(m).__name__, sum(p.numel() for p in m.parameters(recurse=True)), shapes.get(name))
+        for name, m in mods.items()
+    ]
+
+
+def _resolve_layers(model: nn.Module, layers: Any) -> dict[str, nn.Module]:
+    if isinstance(layers, str):
+        layers = [layers]
+    layers = list(layers)
+    if not layers:
+        raise InputError("no layers requested; pass layer names, e.g. list_layers(model) shows them.")
+    mods = _modules(model)
+    out = {}
+    for name in layers:
+        if name not in mods:
+            close = difflib.get_close_matches(name, list(mods), n=5, cutoff=0.4)
+            hint = f"closest valid names: {', '.join(close)}" if close else f"valid names include: {', '.join(list(mods)[:10])}"
+            raise InputError(f"unknown layer {name!r} in {type(model).__name__}; {hint}. "
+                             f"deepspan.list_layers(model) lists them all.")
+        out[name] = mods[name]
+    if len(out) != len(layers):
+        raise InputError(f"a layer name is repeated in {layers}; name each layer once.")
+    return out
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return None
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"cpu"`` -> CPU; ``"auto"`` -> CUDA when available; ``"cuda"`` requires a GPU."""
+    if device is None or device == "cpu":
+        return torch.device("cpu")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} was requested but no CUDA device is available; use device='cpu' or 'auto'.")
+    return dev
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    a = np.asarray(x)
+    if a.dtype.kind in "fc":
+        a = a.astype(np.float32, copy=False)
+    return torch.as_tensor(a)
+
+
+def _split_batch(batch: Any) -> tuple[Any, Any]:
+    """(inputs, labels or None) from a DataLoader batch."""
+    if isinstance(batch, (tuple, list)):
+        if not batch:
+            raise InputError("a data batch is empty.")
+        return batch[0], (batch[1] if len(batch) > 1 else None)
+    if isinstance(batch, dict):
+        for key in ("x", "input", "inputs", "image", "images", "pixel_values"):
+            if key in batch:
+                return batch[key], batch.get("y", batch.get("label", batch.get("labels")))
+        raise InputError(f"a dict batch needs an 'x' (or 'input'/'image') entry; it has {sorted(batch)}.")
+    return batch, None
+
+
+def iterate_batches(data: Any, batch_size: int = 256, ids: Any = None) -> tuple[Iterator[tuple[Any, Any]], np.ndarray | None, int | None]:
+    """Normalise ``data`` to an iterator of (inputs, labels) batches in a fixed order.
+
+    Returns (batches, sample ids or None when not known up front, N or None).
+    Accepts a deepspan ``data.Dataset`` (X, y, ids), a torch DataLoader (not
+    shuffled), a map-style torch Dataset, a tensor or an ndarray. Sample ids:
+    ``ids`` if given, else the dataset's ``ids`` attribute, else the running
+    index ``0..N-1`` in iteration order.
+    """
+    from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}.")
+    if hasattr(data, "X") and hasattr(data, "ids") and not isinstance(data, (torch.Tensor, np.ndarray)):
+        X, y = data.X, getattr(data, "y", None)
+        ids = data.ids if ids is None else ids
+        n = len(X)
+        return ((_as_tensor(X[i : i + batch_size]), None if y is None else y[i : i + batch_size])
+                for i in range(0, n, batch_size)), np.asarray(ids), n
+    if isinstance(data, DataLoader):
+        if isinstance(data.sampler, RandomSampler):
+            raise InputError(
+                "the DataLoader shuffles (RandomSampler), so every pass sees the samples in a different order "
+                "and sample-space vectors would not be comparable; build it with shuffle=False."
+            )
+        if ids is None:
+            ids = getattr(data.dataset, "ids", None)
+        n = len(data.dataset) if hasattr(data.dataset, "__len__") else None
+        return (_split_batch(b) for b in data), None if ids is None else np.asarray(ids), n
+    if isinstance(data, Dataset):
+        if ids is None:
+            ids = getattr(data, "ids", None)
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+        return (_split_batch(b) for b in loader), None if ids is None else np.asarray(ids), len(data)
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        n = len(data)
+        return ((_as_tensor(data[i : i + batch_size]), None) for i in range(0, n, batch_size)), \
+            None if ids is None else np.asarray(ids), n
+    raise InputError(
+        f"cannot iterate over {type(data).__name__}; pass a torch DataLoader (shuffle=False), a torch Dataset, "
+        f"a tensor, a numpy array, or a deepspan.data.Dataset."
+    )
+
+
+def _positions(index: int, n_pos: int, k: int, seed: int) -> np.ndarray:
+    """Sorted positions for image ``index``: seeded by (seed, index), so independent of batching and model."""
+    return np.sort(np.random.default_rng([seed, index]).choice(n_pos, size=k, replace=False))
+
+
+class _Layer:
+    """Per-layer capture state: output selection, policy, storage, accumulators."""
+
+    def __init__(self, name: str, select: Any, policy: str | None, keep: bool, accumulators: list[Any],
+                 positions_per_image: int | None, seed: int) -> None:
+        if policy is not None and policy not in POLICIES:
+            raise InputError(f"unknown policy {policy!r} for layer {name!r}; choose one of {', '.join(POLICIES)}.")
+        self.name, self.select, self.policy, self.keep = name, select, policy, keep
+        self.accumulators = accumulators
+        self.k, self.seed = positions_per_image, seed
+        self.chunks: list[torch.Tensor] = []
+        self.pos_chunks: list[np.ndarray] = []
+        self.used_policy: str | None = policy
+
+    def pick(self, out: Any) -> torch.Tensor:
+        if isinstance(out, (tuple, list)) or isinstance(out, dict):
+            kind = "tuple/list" if not isinstance(out, dict) else "dict"
+            if self.select is None:
+                keys = list(out) if isinstance(out, dict) else list(range(len(out)))
+                raise InputError(
+                    f"layer {self.name!r} returns a {kind} ({keys}); choose the element with "
+                    f"select={{{self.name!r}: <index or key>}}."
+                )
+            try:
+                out = out[self.select]
+            except (IndexError, KeyError, TypeError) as exc:
+                raise InputError(f"select={self.select!r} does not index the output of layer {self.name!r} ({exc}).") from exc
+        if not isinstance(out, torch.Tensor):
+            raise InputError(f"layer {self.name!r} produced {type(out).__name__}, not a tensor; hook a module that returns a tensor.")
+        return out
+
+    def reduce(self, t: torch.Tensor, start: int) -> tuple[torch.Tensor, np.ndarray | None]:
+        n = t.shape[0]
+        if t.ndim == 1:
+            return t.reshape(n, 1), None
+        if t.ndim == 2:
+            return t, None
+        if self.policy is None:
+            raise InputError(
+                f"layer {self.name!r} outputs shape {tuple(t.shape)} (channels x spatial); choose how to turn it into "
+                f"features with policy={{{self.name!r}: 'flatten' | 'gap' | 'channels'}} (or one policy for all layers)."
+            )
+        if self.policy == "flatten":
+            return t.reshape(n, -1), None
+        if self.policy == "gap":
+            return t.mean(dim=tuple(range(2, t.ndim))), None
+        c = t.shape[1]
+        per = t.movedim(1, -1).reshape(n, -1, c)  # [N, P, C]
+        n_pos = per.shape[1]
+        if self.k is None:
+            pos = np.stack([np.repeat(np.arange(start, start + n), n_pos), np.tile(np.arange(n_pos), n)], axis=1)
+            return per.reshape(-1, c), pos
+        if self.k > n_pos:
+            raise InputError(f"positions_per_image={self.k} exceeds the {n_pos} positions of layer {self.name!r}.")
+        idx = np.stack([_positions(start + i, n_pos, self.k, self.seed) for i in range(n)])
+        gathered = per[torch.arange(n, device=t.device)[:, None], torch.as_tensor(idx, device=t.device)]
+        pos = np.stack([np.repeat(np.arange(start, start + n), self.k), idx.reshape(-1)], axis=1)
+        return gathered.reshape(-1, c), pos
+
+    def capture(self, out: Any, start: int, labels: torch.Tensor | None) -> None:
+        feats, pos = self.reduce(self.pick(out), start)
+        feats = feats.detach()
+        for acc in self.accumulators:
+            if getattr(acc, "needs_labels", False):
+                if labels is None:
+                    raise InputError(f"the accumulator for layer {self.name!r} needs labels, but the data has none.")
+                lab = labels if pos is None else torch.as_tensor(labels).repeat_interleave(len(feats) // len(labels))
+                acc.update(feats, lab)
+            else:
+                acc.update(feats)
+        if self.keep:
+            self.chunks.append(feats.to(device="cpu", dtype=torch.float32, copy=True))
+        if pos is not None:
+            self.pos_chunks.append(pos)
+
+
+def extract(
+    model: nn.Module,
+    data: Any,
+    layers: Any,
+    policy: str | dict[str, str] | None = None,
+    *,
+    select: Any = None,
+    batch_size: int = 256,
+    device: str | torch.device | None = "cpu",
+    ids: Any = None,
+    accumulators: dict[str, Any] | None = None,
+    keep: bool = True,
+    positions_per_image: int | None = None,
+    seed: int = 0,
+    stop_early: bool = True,
+    progress: bool | None = None,
+    checkpoint: str | None = None,
+) -> FeatureSet:
+    """Features of ``model`` at ``layers`` on ``data`` (see the module docstring for the conventions).
+
+    Parameters
+    ----------
+    layers : one dotted module name or a list (``list_layers`` shows them).
+    policy : ``flatten``/``gap``/``channels`` for every layer, or a dict per layer;
+        required for outputs with spatial axes.
+    select : index/key of the element to take from modules returning tuples/dicts
+        (one value for all layers or a dict per layer).
+    device : ``"cpu"`` (default), ``"cuda"`` or ``"auto"``. The model is moved there
+        for the extraction and moved back afterwards; its train/eval mode is restored.
+    ids : sample ids (default: the dataset's ``ids``, else 0..N-1 in order).
+    accumulators : layer -> accumulator (or list of them) fed every batch on its device.
+    keep : store the features (default) or only stream them into accumulators.
+    positions_per_image : ``channels`` policy: draw this many spatial positions per image
+        (seeded by ``seed`` and the image index) instead of using all.
+    stop_early : end each forward pass once every requested layer has fired.
+    progress : show a progress bar (default: only on a terminal).
+    checkpoint : a label recorded in the provenance.
+    """
+    mods = _resolve_layers(model, layers)
+    pol = policy if isinstance(policy, dict) else {name: policy for name in mods}
+    sel = select if isinstance(select, dict) else {name: select for name in mods}
+    for name in list(pol) + list(sel):
+        if name not in mods:
+            raise InputError(f"policy/select names layer {name!r}, which was not requested (requested: {list(mods)}).")
+    accs = {name: [] for name in mods}
+    for name, acc in (accumulators or {}).items():
+        if name not in mods:
+            raise InputError(f"accumulators name layer {name!r}, which was not requested (requested: {list(mods)}).")
+        accs[name] = list(acc) if isinstance(acc, (list, tuple)) else [acc]
+    state = {name: _Layer(name, sel.get(name), pol.get(name), keep, accs[name], positions_per_image, seed)
+             for name in mods}
+    batches, known_ids, n_expected = iterate_batches(data, batch_size, ids)
+    dev = resolve_device(device)
+    home = _model_device(model)
+    was_training = model.training
+    fired: dict[str, bool] = {}
+    start = 0
+    labels_all: list[np.ndarray] = []
+    current_labels: list[Any] = [None]
+
+    def make_hook(name: str):
+        def hook(_m, _inp, out):
+            if fired.get(name):
+                raise InputError(
+                    f"layer {name!r} ran twice in one forward pass (a shared or reused module); its features are "
+                    f"ambiguous. Hook a module that runs once, e.g. a wrapper around each use."
+                )
+            fired[name] = True
+            state[name].capture(out, start, current_labels[0])
+            if stop_early and len(fired) == len(state):
+                raise _StopForward
+
+        return hook
+
+    show = progress if progress is not None else sys.stderr.isatty()
+    handles = []
+    t0 = time.time()
+    try:
+        model.to(dev)
+        model.eval()
+        for name, m in mods.items():
+            handles.append(m.register_forward_hook(make_hook(name)))
+        from tqdm.auto import tqdm
+
+        total = None if n_expected is None else -(-n_expected // batch_size)
+        with torch.no_grad():
+            for x, y in tqdm(batches, total=total, disable=not show, desc="extract", leave=False):
+                x = _as_tensor(x)
+                n = int(x.shape[0])
+                lab = None if y is None else torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+                current_labels[0] = lab
+                fired.clear()
+                try:
+                    model(x.to(dev))
+                except _StopForward:
+                    pass
+                missing = [name for name in state if not fired.get(name)]
+                if missing:
+                    raise InputError(
+                        f"layer(s) {', '.join(map(repr, missing))} never fired during the forward pass; they are not "
+                        f"used by {type(model).__name__}.forward (or only on another branch). Pick layers that run."
+                    )
+                if lab is not None:
+                    labels_all.append(lab.detach().cpu().numpy().reshape(n, -1)[:, 0] if lab.ndim > 1 else lab.detach().cpu().numpy())
+                start += n
+    finally:
+        for h in handles:
+            h.remove()
+        if home is not None:
+            model.to(home)
+        model.train(was_training)
+    if start == 0:
+        raise InputError("the data yielded no samples; nothing was extracted.")
+    if known_ids is None:
+        sample_ids = np.arange(start).astype(str)
+    else:
+        sample_ids = np.asarray(known_ids)
+        if len(sample_ids) != start:
+            raise InputError(f"{len(sample_ids)} sample ids were given for {start} samples; pass one id per sample.")
+    features = {}
+    positions = {}
+    for name, st in state.items():
+        if keep:
+            features[name] = torch.cat(st.chunks).numpy()
+        if st.pos_chunks:
+            positions[name] = np.concatenate(st.pos_chunks)
+    labels = np.concatenate(labels_all) if labels_all and sum(map(len, labels_all)) == start else None
+    provenance = {
+        "model": type(model).__name__,
+        "checkpoint": checkpoint,
+        "device": str(dev),
+        "batch_size": batch_size,
+        "positions_per_image": positions_per_image,
+        "seed": seed,
+        "seconds": round(time.time() - t0, 3),
+        "deepspan_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    used = {name: (pol.get(name) or "flatten") for name in mods}
+    return FeatureSet(features, sample_ids, hash_sample_ids(sample_ids), used, positions, labels, provenance)

@@ -1,0 +1,302 @@
+"""Track P-vector measures over checkpoints, post hoc or live during training.
+
+``Tracker(model, probe, layers)`` records at every ``step(epoch=..., iteration=...)``,
+for each layer, on the fixed probe set (Liu et al. 2022's protocol):
+
+* ``sigma_1 .. sigma_k`` and ``energy_r1 .. energy_rk`` (r_k = sum_{i<=k} sigma_i^2 / ||F||_F^2),
+  ``gap`` (sigma_2 / sigma_1);
+* ``angle_to_data``: the angle to the P-vector of the flattened probe inputs;
+* ``angle_to_<name>``: the angle to each reference P-vector given (another model, ...);
+* ``angle_to_previous``: the angle to the previous step's P-vector of the same layer;
+* after :meth:`Tracker.finalize`, ``angle_to_final``: the angle to the last checkpoint.
+
+The P-vector u of every (checkpoint, layer) is kept (in memory and, with
+``out_dir``, as ``.npy``), so any two checkpoints can be compared later
+(:meth:`Tracker.angle`). Results are a tidy table -- one row per checkpoint x
+layer x quantity -- rewritten atomically as ``rows.csv`` and ``rows.json``
+(with provenance) after every step. The table is the commit marker: a
+Tracker created on an ``out_dir`` that already holds a run (same probe, layers
+and settings) resumes it, and ``step`` skips checkpoints already recorded, so a
+killed run restarts from the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from deepspan._io import atomic_save_npy, atomic_write_json, atomic_write_text
+from deepspan._version import __version__
+from deepspan.errors import InputError, SampleMismatchError
+from deepspan.features.extract import extract, iterate_batches
+from deepspan.features.featureset import hash_sample_ids
+from deepspan.linalg.angles import unit_angle
+from deepspan.measures.pvector import PVector, pvector
+
+__all__ = ["Tracker", "track_checkpoints", "ROW_FIELDS"]
+
+ROW_FIELDS = ("checkpoint", "epoch", "iteration", "layer", "quantity", "value")
+
+
+def _probe_inputs(probe: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Flattened probe inputs (for the data P-vector), sample ids and N, in extraction order."""
+    batches, ids, _ = iterate_batches(probe, batch_size)
+    parts = [np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64).reshape(len(x), -1)
+             for x, _ in batches]
+    if not parts:
+        raise InputError("the probe set is empty.")
+    X = np.concatenate(parts)
+    ids = np.arange(len(X)).astype(str) if ids is None else np.asarray(ids)
+    return X, ids, len(X)
+
+
+class Tracker:
+    """P-vector measures of ``layers`` on a fixed ``probe`` set, one ``step`` per checkpoint.
+
+    Parameters
+    ----------
+    model : the network (live use) -- or pass ``model=`` to each ``step`` (post hoc).
+    probe : the fixed, ordered probe set (anything ``deepspan.extract`` accepts).
+    layers : module names; ``policy``/``select`` as in :func:`deepspan.extract`.
+    k : how many singular values / energy ratios to record.
+    center : center features before the SVD (recorded).
+    references : name -> P-vector (``PVector`` or a length-N vector) to measure angles to.
+    data_pvector : also record the angle to the probe inputs' P-vector.
+    out_dir : where to write ``rows.csv``, ``rows.json`` and the kept u vectors; resumes a run there.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None,
+        probe: Any,
+        layers: Any,
+        *,
+        policy: Any = None,
+        select: Any = None,
+        k: int = 5,
+        center: bool = False,
+        references: dict[str, Any] | None = None,
+        data_pvector: bool = True,
+        out_dir: str | Path | None = None,
+        batch_size: int = 256,
+        device: str = "cpu",
+        positions_per_image: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.model = model
+        self.probe = probe
+        self.layers = [layers] if isinstance(layers, str) else list(layers)
+        self.policy, self.select = policy, select
+        self.k, self.center = int(k), bool(center)
+        self.batch_size, self.device = batch_size, device
+        self.positions_per_image, self.seed = positions_per_image, seed
+        X, ids, n = _probe_inputs(probe, batch_size)
+        self.sample_ids = ids
+        self.sample_hash = hash_sample_ids(ids)
+        self.n_samples = n
+        self.references: dict[str, np.ndarray] = {}
+        if data_pvector:
+            self.references["data"] = pvector(X, center=self.center, n_values=2).u
+        for name, ref in (references or {}).items():
+            self.references[name] = self._reference_vector(name, ref)
+        self.rows: list[dict[str, Any]] = []
+        self.u: dict[tuple[str, str], np.ndarray] = {}
+        self.order: list[str] = []
+        self.meta: dict[str, tuple[int | None, int | None]] = {}
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        if self.out_dir is not None and (self.out_dir / "rows.json").exists():
+            self._resume()
+
+    # ------------------------------------------------------------------ setup
+    def _reference_vector(self, name: str, ref: Any) -> np.ndarray:
+        ref_hash = getattr(ref, "sample_hash", None)
+        if ref_hash is not None and ref_hash != self.sample_hash:
+            raise SampleMismatchError(
+                f"reference {name!r} was computed on samples with hash {ref_hash}, the probe has {self.sample_hash}; "
+                f"compute it on the same probe set."
+            )
+        u = np.asarray(getattr(ref, "u", ref), dtype=np.float64)
+        if u.ndim != 1 or len(u) != self.n_samples:
+            raise SampleMismatchError(
+                f"reference {name!r} has {u.shape} entries but the probe has {self.n_samples} samples; "
+                f"references must be P-vectors on the probe samples."
+            )
+        return u / np.linalg.norm(u)
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "sample_hash": self.sample_hash,
+            "layers": self.layers,
+            "policy": self.policy if not isinstance(self.policy, dict) else dict(self.policy),
+            "center": self.center,
+            "k": self.k,
+            "references": sorted(self.references),
+            "positions_per_image": self.positions_per_image,
+            "seed": self.seed,
+        }
+
+    def _resume(self) -> None:
+        saved = json.loads((self.out_dir / "rows.json").read_text())
+        if saved.get("config") != json.loads(json.dumps(self._config(), default=str)):
+            raise InputError(
+                f"{self.out_dir} holds a tracking run with different settings ({saved.get('config')}); "
+                f"use another out_dir or the same probe, layers and settings to resume it."
+            )
+        self.rows = saved["rows"]
+        for label, (epoch, iteration) in saved["checkpoints"]:
+            self.order.append(label)
+            self.meta[label] = (epoch, iteration)
+            for layer in self.layers:
+                self.u[(label, layer)] = np.load(self.out_dir / "u" / self._u_name(label, layer))
+
+    @staticmethod
+    def _u_name(label: str, layer: str) -> str:
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{label}__{layer}")
+        return safe + ".npy"
+
+    # ------------------------------------------------------------------- steps
+    def __contains__(self, label: str) -> bool:
+        return label in self.meta
+
+    def step(self, epoch: int | None = None, iteration: int | None = None, label: str | None = None,
+             model: nn.Module | None = None) -> list[dict[str, Any]]:
+        """Record the measures of the current model (or ``model``); returns the rows added.
+
+        ``label`` defaults to ``e<epoch>`` or ``e<epoch>-i<iteration>``. A label
+        already recorded (a resumed run) is skipped and returns no rows.
+        """
+        model = model if model is not None else self.model
+        if model is None:
+            raise InputError("no model to track: pass model= to Tracker(...) or to step(...).")
+        if label is None:
+            if epoch is None and iteration is None:
+                label = f"step{len(self.order)}"
+            else:
+                label = "-".join(p for p in (f"e{epoch}" if epoch is not None else "",
+                                             f"i{iteration}" if iteration is not None else "") if p)
+        if label in self.meta:
+            return []
+        fs = extract(model, self.probe, self.layers, self.policy, select=self.select, batch_size=self.batch_size,
+                     device=self.device, positions_per_image=self.positions_per_image, seed=self.seed,
+                     checkpoint=label, progress=False)
+        if fs.sample_hash != self.sample_hash:
+            raise SampleMismatchError("the probe yielded different samples than at construction; keep the probe fixed.")
+        prev = self.order[-1] if self.order else None
+        added: list[dict[str, Any]] = []
+
+        def row(layer: str, quantity: str, value: float) -> None:
+            added.append({"checkpoint": label, "epoch": epoch, "iteration": iteration, "layer": layer,
+                          "quantity": quantity, "value": float(value)})
+
+        new_u = {}
+        for layer in self.layers:
+            feats = fs[layer]
+            if len(feats) != self.n_samples:
+                raise InputError(
+                    f"layer {layer!r} has {len(feats)} rows for {self.n_samples} probe samples (channels policy?); "
+                    f"the Tracker compares P-vectors of samples: use policy 'flatten' or 'gap' there."
+                )
+            p: PVector = pvector(feats, center=self.center, n_values=min(self.k, *feats.shape))
+            new_u[layer] = p.u
+            for i, s in enumerate(p.singular_values, 1):
+                row(layer, f"sigma_{i}", s)
+            for i, r in enumerate(p.energy, 1):
+                row(layer, f"energy_r{i}", r)
+            row(layer, "gap", p.gap)
+            for name, ref in self.references.items():
+                row(layer, f"angle_to_{name}", unit_angle(p.u, ref))
+            if prev is not None:
+                row(layer, "angle_to_previous", unit_angle(p.u, self.u[(prev, layer)]))
+        if self.out_dir is not None:  # vectors first; the table below commits the step
+            for layer, u in new_u.items():
+                atomic_save_npy(self.out_dir / "u" / self._u_name(label, layer), u)
+        for layer, u in new_u.items():
+            self.u[(label, layer)] = u
+        self.order.append(label)
+        self.meta[label] = (epoch, iteration)
+        self.rows.extend(added)
+        self._write()
+        return added
+
+    def angle(self, label_a: str, label_b: str, layer: str) -> float:
+        """Angle (degrees) between the P-vectors of ``layer`` at two recorded checkpoints."""
+        for lab in (label_a, label_b):
+            if (lab, layer) not in self.u:
+                raise InputError(f"no P-vector recorded for checkpoint {lab!r}, layer {layer!r}; recorded: {self.order}.")
+        return unit_angle(self.u[(label_a, layer)], self.u[(label_b, layer)])
+
+    def finalize(self, final: str | None = None) -> list[dict[str, Any]]:
+        """Add ``angle_to_final`` rows (every checkpoint vs ``final``, default the last one); idempotent."""
+        if not self.order:
+            raise InputError("nothing tracked yet; call step() first.")
+        final = final or self.order[-1]
+        if final not in self.meta:
+            raise InputError(f"unknown checkpoint {final!r}; recorded: {self.order}.")
+        self.rows = [r for r in self.rows if r["quantity"] != "angle_to_final"]
+        added = []
+        for label in self.order:
+            epoch, iteration = self.meta[label]
+            for layer in self.layers:
+                added.append({"checkpoint": label, "epoch": epoch, "iteration": iteration, "layer": layer,
+                              "quantity": "angle_to_final", "value": self.angle(label, final, layer)})
+        self.rows.extend(added)
+        self._write(final=final)
+        return added
+
+    # ------------------------------------------------------------------ output
+    def table(self, quantity: str | None = None, layer: str | None = None) -> list[dict[str, Any]]:
+        """The tidy rows, optionally filtered by quantity and layer."""
+        return [r for r in self.rows if (quantity is None or r["quantity"] == quantity)
+                and (layer is None or r["layer"] == layer)]
+
+    def series(self, quantity: str, layer: str) -> list[float]:
+        """One quantity of one layer over the checkpoints, in step order."""
+        by = {r["checkpoint"]: r["value"] for r in self.table(quantity, layer)}
+        return [by[label] for label in self.order if label in by]
+
+    def _write(self, final: str | None = None) -> None:
+        if self.out_dir is None:
+            return
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=ROW_FIELDS)
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({k: ("" if r[k] is None else r[k]) for k in ROW_FIELDS})
+        atomic_write_text(self.out_dir / "rows.csv", buf.getvalue())
+        atomic_write_json(self.out_dir / "rows.json", {
+            "format": "deepspan.Tracker/1",
+            "provenance": {
+                "deepspan_version": __version__,
+                "model": type(self.model).__name__ if self.model is not None else None,
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "final": final,
+            },
+            "config": self._config(),
+            "checkpoints": [[label, list(self.meta[label])] for label in self.order],
+            "rows": self.rows,
+        })
+
+
+def track_checkpoints(series: Any, probe: Any, layers: Any, *, finalize: bool = True, **kwargs: Any) -> Tracker:
+    """Run a :class:`Tracker` over a :class:`~deepspan.track.checkpoints.CheckpointSeries`, post hoc.
+
+    Each checkpoint is loaded into a fresh model from the series' factory;
+    with ``out_dir`` an interrupted call resumes where it stopped.
+    """
+    tracker = Tracker(None, probe, layers, **kwargs)
+    for i, ckpt in enumerate(series.checkpoints):
+        if ckpt.label in tracker:
+            continue
+        model = series.load(i)
+        tracker.model = model
+        tracker.step(epoch=ckpt.epoch, iteration=ckpt.iteration, label=ckpt.label, model=model)
+    if finalize:
+        tracker.finalize()
+    return tracker

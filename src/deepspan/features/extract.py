@@ -19,8 +19,12 @@ Conventions (DESIGN.md):
   capture is copied at once, so later in-place operations cannot change it.
 * The forward pass stops as soon as every requested layer has fired (a private
   exception, derived from BaseException so a model's own ``except Exception``
-  cannot swallow it). A module that runs twice in one forward pass is refused:
-  its features would be ambiguous.
+  cannot swallow it) -- from the second batch on: the first batch runs the
+  whole forward pass, so a hooked module that runs twice in one forward pass
+  (a shared module, whose features would be ambiguous) is always refused.
+* Sample ids: given ``ids``, the dataset's ``ids``, or else the positions
+  0..N-1 in iteration order -- in that last case the sample hash checks only
+  N and the order of iteration, so pass ids when the order could differ.
 * Streaming: ``accumulators={layer: acc}`` feeds each captured batch, on its
   device, to ``acc.update(batch)`` (or ``acc.update(batch, labels)`` when
   ``acc.needs_labels``); with ``keep=False`` nothing else is stored.
@@ -153,12 +157,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
+    """A tensor from a batch; arrays are made contiguous (torch refuses negative strides, e.g. X[::-1])."""
     if isinstance(x, torch.Tensor):
         return x
     a = np.asarray(x)
     if a.dtype.kind in "fc":
         a = a.astype(np.float32, copy=False)
-    return torch.as_tensor(a)
+    return torch.as_tensor(np.ascontiguousarray(a))
 
 
 def _split_batch(batch: Any) -> tuple[Any, Any]:
@@ -184,7 +189,7 @@ def iterate_batches(data: Any, batch_size: int = 256, ids: Any = None) -> tuple[
     ``ids`` if given, else the dataset's ``ids`` attribute, else the running
     index ``0..N-1`` in iteration order.
     """
-    from torch.utils.data import DataLoader, Dataset, RandomSampler
+    from torch.utils.data import DataLoader, Dataset, RandomSampler, SubsetRandomSampler, WeightedRandomSampler
 
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}.")
@@ -195,10 +200,12 @@ def iterate_batches(data: Any, batch_size: int = 256, ids: Any = None) -> tuple[
         return ((_as_tensor(X[i : i + batch_size]), None if y is None else y[i : i + batch_size])
                 for i in range(0, n, batch_size)), np.asarray(ids), n
     if isinstance(data, DataLoader):
-        if isinstance(data.sampler, RandomSampler):
+        samplers = [data.sampler, getattr(data.batch_sampler, "sampler", None)]
+        if any(isinstance(s, (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)) for s in samplers):
             raise InputError(
-                "the DataLoader shuffles (RandomSampler), so every pass sees the samples in a different order "
-                "and sample-space vectors would not be comparable; build it with shuffle=False."
+                f"the DataLoader draws samples at random ({type(data.sampler).__name__}), so every pass sees them "
+                f"in a different order and sample-space vectors would not be comparable; build it with "
+                f"shuffle=False and a sequential sampler."
             )
         if ids is None:
             ids = getattr(data.dataset, "ids", None)
@@ -334,7 +341,7 @@ def extract(
     keep : store the features (default) or only stream them into accumulators.
     positions_per_image : ``channels`` policy: draw this many spatial positions per image
         (seeded by ``seed`` and the image index) instead of using all.
-    stop_early : end each forward pass once every requested layer has fired.
+    stop_early : end each forward pass once every requested layer has fired (from the second batch on).
     progress : show a progress bar (default: only on a terminal).
     checkpoint : a label recorded in the provenance.
     """
@@ -369,7 +376,7 @@ def extract(
                 )
             fired[name] = True
             state[name].capture(out, start, current_labels[0])
-            if stop_early and len(fired) == len(state):
+            if stop_early and start > 0 and len(fired) == len(state):
                 raise _StopForward
 
         return hook
@@ -389,7 +396,7 @@ def extract(
             for x, y in tqdm(batches, total=total, disable=not show, desc="extract", leave=False):
                 x = _as_tensor(x)
                 n = int(x.shape[0])
-                lab = None if y is None else torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+                lab = None if y is None else (y if isinstance(y, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(y)))
                 current_labels[0] = lab
                 fired.clear()
                 try:

@@ -59,7 +59,7 @@ def load_state_dict(model: nn.Module, source: str | os.PathLike | dict) -> nn.Mo
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many kinds for damaged files
             raise InputError(
-                f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                f"checkpoint {path} cannot be read ({type(exc).__name__}: {(str(exc).splitlines() or ['empty file?'])[0][:200]}); "
                 f"the file is corrupt or not a torch state_dict saved with torch.save."
             ) from exc
     state = _unwrap(state, where)

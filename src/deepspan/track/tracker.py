@@ -15,8 +15,8 @@ The P-vector u of every (checkpoint, layer) is kept (in memory and, with
 (:meth:`Tracker.angle`). Results are a tidy table -- one row per checkpoint x
 layer x quantity -- rewritten atomically as ``rows.csv`` and ``rows.json``
 (with provenance) after every step. The table is the commit marker: a
-Tracker created on an ``out_dir`` that already holds a run (same probe, layers
-and settings) resumes it, and ``step`` skips checkpoints already recorded, so a
+Tracker created on an ``out_dir`` that already holds a run (same probe, layers,
+settings and reference vectors) resumes it, and ``step`` skips checkpoints already recorded, so a
 killed run restarts from the last complete checkpoint.
 """
 
@@ -149,6 +149,13 @@ class Tracker:
                 f"{self.out_dir} holds a tracking run with different settings ({saved.get('config')}); "
                 f"use another out_dir or the same probe, layers and settings to resume it."
             )
+        for name, u in self.references.items():
+            stored = np.load(self.out_dir / "refs" / self._u_name("ref", name))
+            if not np.allclose(stored, u, rtol=0, atol=1e-8):
+                raise InputError(
+                    f"{self.out_dir} was tracked against a different reference {name!r} (the stored vector differs); "
+                    f"use another out_dir or the same reference to resume it."
+                )
         self.rows = saved["rows"]
         for label, (epoch, iteration) in saved["checkpoints"]:
             self.order.append(label)
@@ -215,6 +222,9 @@ class Tracker:
             if prev is not None:
                 row(layer, "angle_to_previous", unit_angle(p.u, self.u[(prev, layer)]))
         if self.out_dir is not None:  # vectors first; the table below commits the step
+            if not self.order:
+                for name, u in self.references.items():
+                    atomic_save_npy(self.out_dir / "refs" / self._u_name("ref", name), u)
             for layer, u in new_u.items():
                 atomic_save_npy(self.out_dir / "u" / self._u_name(label, layer), u)
         for layer, u in new_u.items():

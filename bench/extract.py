@@ -15,7 +15,7 @@ The images are the 1,797 embedded 8x8 digits upsampled to 28x28 (bilinear),
 repeated with small seeded noise: real digit shapes at MNIST's size, offline.
 Timings are minima over interleaved rounds (this shared VM's speed drifts).
 
-Usage:  python bench/extract.py [--rounds 3]
+Usage:  python bench/extract.py [--rounds 5]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def train_epoch(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     torch.manual_seed(0)
     print(f"deepspan {deepspan.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads")

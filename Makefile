@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deepspan-installed
 
-.PHONY: demo test test-slow bench venv clean
+.PHONY: demo test bench venv clean
 
 venv: $(STAMP)
 
@@ -23,9 +23,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
-
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
 
 bench: $(STAMP)
 	$(BIN)/python bench/pvector.py

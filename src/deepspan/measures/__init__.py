@@ -1,5 +1,17 @@
 """The science: measures on feature matrices (pure functions and small result dataclasses)."""
 
+from deepspan.measures.match import (
+    Match,
+    MatchGram,
+    is_match,
+    layer_match_similarity,
+    max_epsilon,
+    max_match,
+    min_epsilon_for_size,
+    minimal_match,
+    relative_distance,
+    simple_matches,
+)
 from deepspan.measures.pvector import (
     DEGENERACY_THRESHOLD,
     PVector,
@@ -14,6 +26,16 @@ from deepspan.measures.pvector import (
 )
 
 __all__ = [
+    "Match",
+    "MatchGram",
+    "relative_distance",
+    "is_match",
+    "max_match",
+    "max_epsilon",
+    "min_epsilon_for_size",
+    "minimal_match",
+    "simple_matches",
+    "layer_match_similarity",
     "DEGENERACY_THRESHOLD",
     "PVector",
     "pvector",

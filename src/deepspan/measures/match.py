@@ -1,0 +1,443 @@
+"""Neuron activation subspace match (Wang et al., NeurIPS 2018).
+
+Wang, Hu, Gu, Wu, Hu, He, Hopcroft, "Towards Understanding Learning
+Representations: To What Extent Do Different Neural Networks Learn the Same
+Representation", NeurIPS 2018, arXiv:1810.11750.
+
+Inputs are activation matrices A (N samples x n_a neurons) and B (N x n_b) on
+the same samples; a neuron's *activation vector* is its column, a vector in
+R^N. (The paper's code stores the transpose; the public API here is samples x
+neurons.)
+
+Definitions (relative distances; "within eps" is inclusive):
+
+* the relative distance of a neuron z to the span of a set of neurons S is
+  ``d(z, S) = ||z - Proj_span(S) z|| / ||z||`` (1 for an empty S);
+* (X, Y), X a subset of A's neurons and Y of B's, is an **eps-approximate
+  match** if every z in X has d(z, Y) <= eps and every z in Y has d(z, X) <= eps;
+* the **maximum match** (X*, Y*) is the union of all eps-matches -- itself a
+  match. It is found by alternately removing from X the neurons farther than
+  eps from span(Y) and from Y those farther than eps from span(X) until a full
+  pass removes nothing;
+* a **v-minimal match** is a match containing neuron v from which no other
+  neuron can be removed without losing v from the maximum match of what is
+  left; the distinct v-minimal matches are the **simple matches**;
+* the **maximum matching similarity** is (|X*| + |Y*|) / (n_a + n_b).
+
+Caveat (the paper's own): a low similarity does not prove that two networks
+learned different representations -- the match is a strict, neuron-basis
+notion, and a representation can be shared approximately, or by a
+transformation the match does not see.
+
+Numerics. Every quantity is an inner product, so one pass over the data gives
+the Gram matrix G = [A B]^T [A B] (float64), and the algorithm then runs on
+small dense matrices: with G_SS = Q diag(lambda) Q^T (eigenvalues below
+``RANK_CUT`` * lambda_max dropped: the explicit relative rank cut-off for
+duplicated or dependent neurons),
+
+    ||Proj_span(S) z||^2 = sum_i (q_i^T G_Sz)^2 / lambda_i,
+    d(z, S)^2 = (G_zz - ||Proj z||^2) / G_zz.
+
+Computed this way a distance is accurate to about 1e-6, so comparisons are
+``d <= eps + atol`` with ``atol = 1e-6`` by default (which is what makes eps = 0
+meaningful). Neurons with norm <= 1e-16 ("dead") are never matched but count
+in the similarity's denominator; ``active_similarity`` leaves them out.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from deepspan.errors import DeepspanWarning, InputError, SampleMismatchError
+from deepspan.linalg.checks import to_numpy
+
+__all__ = [
+    "DEAD_NORM",
+    "RANK_CUT",
+    "ATOL",
+    "DEFAULT_EPS_GRID",
+    "TrivialSpanWarning",
+    "Match",
+    "MatchGram",
+    "relative_distance",
+    "is_match",
+    "max_match",
+    "max_epsilon",
+    "min_epsilon_for_size",
+    "minimal_match",
+    "simple_matches",
+    "layer_match_similarity",
+]
+
+#: Neurons whose activation vector has norm <= DEAD_NORM are dead: never matched.
+DEAD_NORM = 1e-16
+#: Eigenvalues of a span's Gram matrix below RANK_CUT * lambda_max are treated as zero.
+RANK_CUT = 1e-12
+#: Default absolute tolerance added to eps in every "within eps" comparison.
+ATOL = 1e-6
+#: The eps grid of the layer-wise similarity (the paper's Figure 3 range).
+DEFAULT_EPS_GRID = (0.15, 0.2, 0.25, 0.3, 0.5)
+
+
+class TrivialSpanWarning(DeepspanWarning):
+    """N <= the number of neurons: the spans can cover all of R^N and everything matches trivially."""
+
+
+@dataclass(frozen=True)
+class Match:
+    """An eps-match (X, Y): sorted column indices into A and B, with the similarity bookkeeping."""
+
+    a: np.ndarray
+    b: np.ndarray
+    eps: float
+    n_a: int
+    n_b: int
+    dead_a: int = 0
+    dead_b: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(len(self.a) + len(self.b))
+
+    @property
+    def similarity(self) -> float:
+        """(|X| + |Y|) / (n_a + n_b), dead neurons counted in the denominator."""
+        return self.size / (self.n_a + self.n_b)
+
+    @property
+    def active_similarity(self) -> float:
+        """(|X| + |Y|) / (active neurons of A and B)."""
+        active = self.n_a + self.n_b - self.dead_a - self.dead_b
+        return self.size / active if active else 0.0
+
+    def key(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return tuple(int(i) for i in self.a), tuple(int(i) for i in self.b)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["a"], d["b"] = [int(i) for i in self.a], [int(i) for i in self.b]
+        d["similarity"], d["active_similarity"] = self.similarity, self.active_similarity
+        return d
+
+
+def _check_eps(eps: float) -> float:
+    eps = float(eps)
+    if not (0.0 <= eps < 1.0) or math.isnan(eps):
+        raise InputError(f"eps must be in [0, 1) (a relative distance), got {eps}.")
+    return eps
+
+
+def _activations(A: Any, name: str) -> np.ndarray:
+    a = to_numpy(A)
+    if a.ndim != 2:
+        raise InputError(f"{name} must be a 2-D samples x neurons matrix, got shape {a.shape}.")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise InputError(f"{name} is empty (shape {a.shape}); it needs at least one sample and one neuron.")
+    if a.dtype.kind not in "biuf":
+        raise InputError(f"{name} has dtype {a.dtype}; pass real-valued activations.")
+    a = np.asarray(a, dtype=np.float64)
+    if not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise InputError(
+            f"{name} contains {int((~np.isfinite(a)).sum())} non-finite value(s); the first is at sample {bad[0]}, "
+            f"neuron {bad[1]}. Remove or impute them first."
+        )
+    return a
+
+
+class MatchGram:
+    """The Gram matrix of [A B] and the match algorithms on it (build once, query many times).
+
+    ``MatchGram.from_activations(A, B)`` makes one pass over the data;
+    ``MatchGram(G, n_a)`` takes a Gram matrix accumulated elsewhere (e.g. from
+    :class:`~deepspan.linalg.CrossGramAccumulator` statistics, uncentered).
+    """
+
+    def __init__(self, G: np.ndarray, n_a: int, n_samples: int | None = None, atol: float = ATOL) -> None:
+        G = np.asarray(G, dtype=np.float64)
+        if G.ndim != 2 or G.shape[0] != G.shape[1] or not (0 < n_a < G.shape[0]):
+            raise InputError(f"G must be square (n_a + n_b) with 0 < n_a < size, got shape {G.shape} and n_a={n_a}.")
+        if not np.isfinite(G).all():
+            raise InputError("the Gram matrix contains NaN/Inf; the activations had non-finite values.")
+        self.G = 0.5 * (G + G.T)
+        self.n_a, self.n_b = int(n_a), int(G.shape[0] - n_a)
+        self.n_samples = n_samples
+        self.atol = float(atol)
+        self.diag = np.diag(self.G).copy()
+        self.alive = self.diag > DEAD_NORM**2
+        if n_samples is not None and n_samples <= max(self.n_a, self.n_b):
+            warnings.warn(
+                f"N = {n_samples} samples <= {max(self.n_a, self.n_b)} neurons: the activation vectors can span all of "
+                f"R^N, so matches become trivial. Use more samples than neurons.",
+                TrivialSpanWarning,
+                stacklevel=3,
+            )
+
+    @classmethod
+    def from_activations(cls, A: Any, B: Any, atol: float = ATOL) -> "MatchGram":
+        A = _activations(A, "A")
+        B = _activations(B, "B")
+        if A.shape[0] != B.shape[0]:
+            raise SampleMismatchError(
+                f"A has {A.shape[0]} samples but B has {B.shape[0]}; activation vectors are compared in sample "
+                f"space and need the same samples in the same order."
+            )
+        AB = np.hstack([A, B])
+        return cls(AB.T @ AB, A.shape[1], A.shape[0], atol)
+
+    @classmethod
+    def from_stats(cls, stats: Any, atol: float = ATOL) -> "MatchGram":
+        """From :class:`~deepspan.linalg.CrossGramStats` (uncentered blocks A^T A, B^T B, A^T B)."""
+        GA, GB, C = stats.a.gram(False), stats.b.gram(False), stats.cross_gram(False)
+        G = np.block([[GA, C], [C.T, GB]])
+        return cls(G, GA.shape[0], stats.a.n_samples, atol)
+
+    # -------------------------------------------------------------- primitives
+    def _global(self, side: str, idx: Any) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        n = self.n_a if side == "a" else self.n_b
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise InputError(f"neuron indices {idx.tolist()} out of range for side {side!r} with {n} neurons.")
+        return idx if side == "a" else idx + self.n_a
+
+    def distances(self, targets: np.ndarray, span: np.ndarray) -> np.ndarray:
+        """Relative distances of the (global) neurons ``targets`` to the span of the (global) neurons ``span``."""
+        targets = np.asarray(targets, dtype=np.int64)
+        if len(targets) == 0:
+            return np.zeros(0)
+        span = np.asarray(span, dtype=np.int64)
+        span = span[self.alive[span]]
+        if len(span) == 0:
+            return np.ones(len(targets))
+        lam, Q = scipy.linalg.eigh(self.G[np.ix_(span, span)], check_finite=False)
+        keep = lam > RANK_CUT * lam[-1]
+        P = Q[:, keep].T @ self.G[np.ix_(span, targets)]
+        proj = (P * P / lam[keep][:, None]).sum(0)
+        d2 = np.maximum(self.diag[targets] - proj, 0.0) / self.diag[targets]
+        return np.sqrt(d2)
+
+    def _within(self, targets: np.ndarray, span: np.ndarray, eps: float) -> np.ndarray:
+        return targets[self.distances(targets, span) <= eps + self.atol]
+
+    def _max_match_global(self, X: np.ndarray, Y: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        X = X[self.alive[X]]
+        Y = Y[self.alive[Y]]
+        while True:
+            X2 = self._within(X, Y, eps)
+            Y2 = self._within(Y, X2, eps)
+            if len(X2) == len(X) and len(Y2) == len(Y):
+                return X2, Y2
+            X, Y = X2, Y2
+
+    def _match(self, X: np.ndarray, Y: np.ndarray, eps: float) -> Match:
+        return Match(np.sort(X), np.sort(Y - self.n_a), eps, self.n_a, self.n_b,
+                     int((~self.alive[: self.n_a]).sum()), int((~self.alive[self.n_a :]).sum()))
+
+    # ---------------------------------------------------------------- queries
+    def is_match(self, X: Any, Y: Any, eps: float) -> bool:
+        """Whether (X, Y) is an eps-match (dead neurons never are)."""
+        eps = _check_eps(eps)
+        Xg, Yg = self._global("a", X), self._global("b", Y)
+        if not (self.alive[Xg].all() and self.alive[Yg].all()):
+            return False
+        return bool(np.all(self.distances(Xg, Yg) <= eps + self.atol)
+                    and np.all(self.distances(Yg, Xg) <= eps + self.atol))
+
+    def max_match(self, eps: float, X: Any = None, Y: Any = None) -> Match:
+        """The maximum eps-match, of all neurons or of the subsets X of A and Y of B."""
+        eps = _check_eps(eps)
+        Xg = np.arange(self.n_a) if X is None else self._global("a", X)
+        Yg = np.arange(self.n_a, self.n_a + self.n_b) if Y is None else self._global("b", Y)
+        return self._match(*self._max_match_global(Xg, Yg, eps), eps)
+
+    def max_epsilon(self) -> float:
+        """The largest relative distance of an active neuron to the span of all active neurons of the other side.
+
+        At this eps (and above) every active neuron is in the maximum match.
+        """
+        Xa = np.flatnonzero(self.alive[: self.n_a])
+        Yb = np.flatnonzero(self.alive[self.n_a :]) + self.n_a
+        d = np.concatenate([self.distances(Xa, Yb), self.distances(Yb, Xa)])
+        return float(d.max()) if len(d) else 0.0
+
+    def min_epsilon_for_size(self, size: int, tol: float = 1e-4) -> float:
+        """Smallest eps (to ``tol``, by bisection) whose maximum match has >= ``size`` neurons on each side."""
+        size = int(size)
+        n_alive = min(int(self.alive[: self.n_a].sum()), int(self.alive[self.n_a :].sum()))
+        if size < 1 or size > n_alive:
+            raise InputError(f"size must be in 1..{n_alive} (the active neurons of the smaller side), got {size}.")
+
+        def ok(e: float) -> bool:
+            m = self.max_match(e)
+            return len(m.a) >= size and len(m.b) >= size
+
+        if ok(0.0):
+            return 0.0
+        lo, hi = 0.0, min(self.max_epsilon() + self.atol, 1.0 - 1e-12)
+        hi = min(hi, 1.0 - 1e-12)
+        while hi - lo > tol:
+            mid = 0.5 * (lo + hi)
+            if ok(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    def minimal_match(self, side: str, index: int, eps: float, order: str = "index",
+                      seed: int | None = None) -> Match | None:
+        """A v-minimal match for neuron v = (side, index), or None when v is not in the maximum match.
+
+        Algorithm (Wang et al. 2018): start from the maximum match with v checked;
+        repeatedly take an unchecked neuron -- ``order="index"``: the first unchecked
+        neuron of the A-set in index order, and only when none is left the first of
+        the B-set; ``order="random"``: a seeded coin picks the side (among sides with
+        unchecked neurons), a seeded draw the neuron -- mark it checked, delete it
+        tentatively, and compute the maximum match of the reduced sets: if v
+        survives, keep the deletion (the current sets become the reduced sets),
+        else restore it. The result is an eps-match containing v from which no
+        other single neuron can be removed without losing v.
+        """
+        eps = _check_eps(eps)
+        if side not in ("a", "b"):
+            raise InputError(f"side must be 'a' or 'b', got {side!r}.")
+        if order not in ("index", "random"):
+            raise InputError(f"order must be 'index' or 'random', got {order!r}.")
+        v = int(self._global(side, [index])[0])
+        X, Y = self._max_match_global(np.arange(self.n_a), np.arange(self.n_a, self.n_a + self.n_b), eps)
+        if v not in X and v not in Y:
+            return None
+        rng = np.random.default_rng(seed)
+        cur = {"a": list(X), "b": list(Y)}
+        unchecked = {"a": [int(i) for i in X if i != v], "b": [int(i) for i in Y if i != v]}
+        while unchecked["a"] or unchecked["b"]:
+            if order == "index":
+                s = "a" if unchecked["a"] else "b"
+                u = unchecked[s].pop(0)
+            else:
+                sides = [s for s in ("a", "b") if unchecked[s]]
+                s = sides[int(rng.integers(len(sides)))] if len(sides) > 1 else sides[0]
+                u = unchecked[s].pop(int(rng.integers(len(unchecked[s]))))
+            reduced = [w for w in cur[s] if w != u]
+            Xr, Yr = (np.array(reduced, dtype=np.int64), np.array(cur["b"], dtype=np.int64)) if s == "a" else \
+                (np.array(cur["a"], dtype=np.int64), np.array(reduced, dtype=np.int64))
+            Xm, Ym = self._max_match_global(Xr, Yr, eps)
+            if v in Xm or v in Ym:
+                cur[s] = reduced
+        return self._match(np.array(cur["a"], dtype=np.int64), np.array(cur["b"], dtype=np.int64), eps)
+
+    def simple_matches(self, eps: float, order: str = "index", seed: int | None = None) -> list[Match]:
+        """The distinct v-minimal matches over every neuron v of the maximum match, largest first."""
+        m = self.max_match(eps)
+        found: dict[Any, Match] = {}
+        for side, idx in (("a", m.a), ("b", m.b)):
+            for i in idx:
+                mm = self.minimal_match(side, int(i), eps, order=order, seed=seed)
+                if mm is not None:
+                    found.setdefault(mm.key(), mm)
+        return sorted(found.values(), key=lambda x: (-x.size, x.key()))
+
+
+# ---------------------------------------------------------------- functional API
+def relative_distance(z: Any, S: Any) -> float:
+    """||z - Proj_span(S) z|| / ||z|| for a vector z in R^N and neurons S (N x k), by least squares.
+
+    The definition route (numpy.linalg.lstsq); an empty S gives 1.
+    """
+    z = np.asarray(to_numpy(z), dtype=np.float64).reshape(-1)
+    nz = np.linalg.norm(z)
+    if nz <= DEAD_NORM:
+        raise InputError("z is a dead (zero) neuron; its relative distance is undefined.")
+    S = np.asarray(to_numpy(S), dtype=np.float64)
+    if S.ndim == 1:
+        S = S[:, None]
+    if S.shape[0] != len(z):
+        raise SampleMismatchError(f"z has {len(z)} samples but S has {S.shape[0]}.")
+    if S.shape[1] == 0:
+        return 1.0
+    coef = np.linalg.lstsq(S, z, rcond=None)[0]
+    return float(np.linalg.norm(z - S @ coef) / nz)
+
+
+def is_match(A: Any, B: Any, X: Any, Y: Any, eps: float, atol: float = ATOL) -> bool:
+    """Whether neurons X of A and Y of B form an eps-approximate match (Wang et al. 2018)."""
+    return MatchGram.from_activations(A, B, atol).is_match(X, Y, eps)
+
+
+def max_match(A: Any, B: Any, eps: float, atol: float = ATOL) -> Match:
+    """The maximum eps-match of the neurons of A (N x n_a) and B (N x n_b); ``.similarity`` per Wang et al."""
+    return MatchGram.from_activations(A, B, atol).max_match(eps)
+
+
+def max_epsilon(A: Any, B: Any) -> float:
+    """The eps at and above which every active neuron matches (see :meth:`MatchGram.max_epsilon`)."""
+    return MatchGram.from_activations(A, B).max_epsilon()
+
+
+def min_epsilon_for_size(A: Any, B: Any, size: int, tol: float = 1e-4) -> float:
+    """Smallest eps whose maximum match has at least ``size`` neurons on each side (bisection to ``tol``)."""
+    return MatchGram.from_activations(A, B).min_epsilon_for_size(size, tol)
+
+
+def minimal_match(A: Any, B: Any, side: str, index: int, eps: float, order: str = "index",
+                  seed: int | None = None) -> Match | None:
+    """A v-minimal match for neuron (side, index), or None (see :meth:`MatchGram.minimal_match`)."""
+    return MatchGram.from_activations(A, B).minimal_match(side, index, eps, order, seed)
+
+
+def simple_matches(A: Any, B: Any, eps: float, order: str = "index", seed: int | None = None) -> list[Match]:
+    """All simple matches (distinct v-minimal matches) with their sizes, largest first."""
+    return MatchGram.from_activations(A, B).simple_matches(eps, order, seed)
+
+
+def layer_match_similarity(fs_a: Any, fs_b: Any, layers: Any = None, eps_grid: Any = DEFAULT_EPS_GRID,
+                           n_rows: int = 10_000, repeats: int = 16, seed: int = 0) -> list[dict[str, Any]]:
+    """Maximum matching similarity per layer pair and eps, averaged over seeded row samples.
+
+    ``fs_a``, ``fs_b`` are FeatureSets of two networks on the same samples
+    (conv layers extracted with the ``channels`` policy, so rows are (image,
+    position) pairs, with the same positions in both). Following the paper's
+    protocol, each repeat draws ``n_rows`` rows (default 10,000) with a
+    seeded generator and computes the maximum match; the similarity is
+    averaged over ``repeats`` (default 16). Layers with at most ``n_rows``
+    rows use all of them once. ``layers`` is a list of names present in both,
+    or of (layer_a, layer_b) pairs; default: the common layers.
+
+    Returns tidy rows ``{layer_a, layer_b, eps, similarity, std, repeats, n_rows}``.
+    """
+    if layers is None:
+        layers = [name for name in fs_a.layers if name in fs_b.layers]
+        if not layers:
+            raise InputError("the two FeatureSets have no layer name in common; pass layers=[(layer_a, layer_b), ...].")
+    pairs = [(x, x) if isinstance(x, str) else tuple(x) for x in layers]
+    eps_grid = [_check_eps(e) for e in eps_grid]
+    rows = []
+    for la, lb in pairs:
+        ha, hb = fs_a.layer_hash(la), fs_b.layer_hash(lb)
+        if ha != hb:
+            raise SampleMismatchError(
+                f"layer {la!r} of the first FeatureSet and {lb!r} of the second have different rows (hash {ha} vs "
+                f"{hb}); extract both on the same samples with the same policy, positions_per_image and seed."
+            )
+        A, B = np.asarray(fs_a[la]), np.asarray(fs_b[lb])
+        n = len(A)
+        reps = 1 if n <= n_rows else int(repeats)
+        sims = np.zeros((reps, len(eps_grid)))
+        for r in range(reps):
+            if reps == 1:
+                Ar, Br = A, B
+            else:
+                idx = np.sort(np.random.default_rng([seed, r]).choice(n, size=n_rows, replace=False))
+                Ar, Br = A[idx], B[idx]
+            mg = MatchGram.from_activations(Ar, Br)
+            for j, e in enumerate(eps_grid):
+                sims[r, j] = mg.max_match(e).similarity
+        for j, e in enumerate(eps_grid):
+            rows.append({"layer_a": la, "layer_b": lb, "eps": e, "similarity": float(sims[:, j].mean()),
+                         "std": float(sims[:, j].std()), "repeats": reps, "n_rows": min(n, n_rows)})
+    return rows

@@ -31,16 +31,25 @@ transformation the match does not see.
 
 Numerics. Every quantity is an inner product, so one pass over the data gives
 the Gram matrix G = [A B]^T [A B] (float64), and the algorithm then runs on
-small dense matrices: with G_SS = Q diag(lambda) Q^T (eigenvalues below
-``RANK_CUT`` * lambda_max dropped: the explicit relative rank cut-off for
-duplicated or dependent neurons),
+small dense matrices. A pivoted Cholesky factorisation of G_SS (LAPACK
+dpstrf) picks a basis of span(S) greedily -- each step takes the neuron
+farthest from the span of those already taken -- and stops when every
+remaining neuron's squared distance is below ``RANK_CUT`` * max_i G_ii: the
+explicit relative rank cut-off for dead, duplicated or dependent neurons.
+With L the factor on the r basis neurons P,
 
-    ||Proj_span(S) z||^2 = sum_i (q_i^T G_Sz)^2 / lambda_i,
+    ||Proj_span(S) z||^2 = || L^{-1} G_Pz ||^2,
     d(z, S)^2 = (G_zz - ||Proj z||^2) / G_zz.
 
-Computed this way a distance is accurate to about 1e-6, so comparisons are
-``d <= eps + atol`` with ``atol = 1e-6`` by default (which is what makes eps = 0
-meaningful). Neurons with norm <= 1e-16 ("dead") are never matched but count
+The Gram matrix is first scaled to unit-norm neurons (relative distances do
+not depend on scale). Through the Gram matrix a squared distance carries an
+absolute error of about 1e-15 / delta^2, where delta is the smallest relative
+distance of a basis neuron to the span of the others (>= 1e-6 by the rank
+cut): distances are accurate to ~1e-7 for well-separated neurons and degrade
+for spans of nearly parallel neurons (d^2 off by ~1e-7 at delta = 1e-4; at
+delta ~ 1e-5 small distances are not resolved). Least squares on the raw
+activations (``relative_distance``) is the accurate, slow route. Comparisons are ``d <= eps + atol`` with
+``atol = 1e-6`` by default, which is what makes eps = 0 meaningful. Neurons with norm <= 1e-16 ("dead") are never matched but count
 in the similarity's denominator; ``active_similarity`` leaves them out.
 """
 
@@ -53,6 +62,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg.lapack import dpstrf
 
 from deepspan.errors import DeepspanWarning, InputError, SampleMismatchError
 from deepspan.linalg.checks import to_numpy
@@ -77,7 +87,9 @@ __all__ = [
 
 #: Neurons whose activation vector has norm <= DEAD_NORM are dead: never matched.
 DEAD_NORM = 1e-16
-#: Eigenvalues of a span's Gram matrix below RANK_CUT * lambda_max are treated as zero.
+#: Pivoted Cholesky of a span's Gram matrix stops when every remaining neuron's squared distance to
+#: the basis is below RANK_CUT * (largest squared norm): neurons within ~1e-6 (relative) of the
+#: span of the others add nothing to it.
 RANK_CUT = 1e-12
 #: Default absolute tolerance added to eps in every "within eps" comparison.
 ATOL = 1e-6
@@ -165,12 +177,17 @@ class MatchGram:
             raise InputError(f"G must be square (n_a + n_b) with 0 < n_a < size, got shape {G.shape} and n_a={n_a}.")
         if not np.isfinite(G).all():
             raise InputError("the Gram matrix contains NaN/Inf; the activations had non-finite values.")
-        self.G = 0.5 * (G + G.T)
+        G = 0.5 * (G + G.T)
         self.n_a, self.n_b = int(n_a), int(G.shape[0] - n_a)
         self.n_samples = n_samples
         self.atol = float(atol)
-        self.diag = np.diag(self.G).copy()
-        self.alive = self.diag > DEAD_NORM**2
+        norms2 = np.diag(G).copy()
+        self.alive = norms2 > DEAD_NORM**2
+        # relative distances do not depend on the neurons' scales: work with unit-norm neurons
+        # (G_ij / (|z_i| |z_j|)), so the rank cut-off is relative to each neuron, not to the largest
+        inv = np.where(self.alive, 1.0 / np.sqrt(np.where(self.alive, norms2, 1.0)), 0.0)
+        self.G = G * inv[:, None] * inv[None, :]
+        self.diag = np.where(self.alive, 1.0, 0.0)
         if n_samples is not None and n_samples <= max(self.n_a, self.n_b):
             warnings.warn(
                 f"N = {n_samples} samples <= {max(self.n_a, self.n_b)} neurons: the activation vectors can span all of "
@@ -200,10 +217,16 @@ class MatchGram:
 
     # -------------------------------------------------------------- primitives
     def _global(self, side: str, idx: Any) -> np.ndarray:
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        raw = np.asarray(idx).reshape(-1)
         n = self.n_a if side == "a" else self.n_b
+        if raw.size and raw.dtype.kind not in "iu":
+            raise InputError(
+                f"neuron indices for side {side!r} must be integers, got dtype {raw.dtype}"
+                + (" (a boolean mask: pass np.flatnonzero(mask))" if raw.dtype.kind == "b" else "") + "."
+            )
+        idx = np.unique(raw.astype(np.int64))
         if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise InputError(f"neuron indices {idx.tolist()} out of range for side {side!r} with {n} neurons.")
+            raise InputError(f"neuron indices {raw.tolist()} out of range for side {side!r} with {n} neurons.")
         return idx if side == "a" else idx + self.n_a
 
     def distances(self, targets: np.ndarray, span: np.ndarray) -> np.ndarray:
@@ -215,12 +238,15 @@ class MatchGram:
         span = span[self.alive[span]]
         if len(span) == 0:
             return np.ones(len(targets))
-        lam, Q = scipy.linalg.eigh(self.G[np.ix_(span, span)], check_finite=False)
-        keep = lam > RANK_CUT * lam[-1]
-        P = Q[:, keep].T @ self.G[np.ix_(span, targets)]
-        proj = (P * P / lam[keep][:, None]).sum(0)
-        d2 = np.maximum(self.diag[targets] - proj, 0.0) / self.diag[targets]
-        return np.sqrt(d2)
+        Gss = np.asfortranarray(self.G[np.ix_(span, span)])
+        c, piv, rank, info = dpstrf(Gss, lower=1, tol=RANK_CUT)
+        if info < 0:  # pragma: no cover - LAPACK argument error
+            raise RuntimeError(f"dpstrf failed with info={info}")
+        basis = span[piv[:rank] - 1]
+        W = scipy.linalg.solve_triangular(c[:rank, :rank], self.G[np.ix_(basis, targets)], lower=True,
+                                          check_finite=False)
+        proj = (W * W).sum(0)
+        return np.sqrt(np.maximum(1.0 - proj, 0.0))
 
     def _within(self, targets: np.ndarray, span: np.ndarray, eps: float) -> np.ndarray:
         return targets[self.distances(targets, span) <= eps + self.atol]
@@ -333,6 +359,8 @@ class MatchGram:
 
     def simple_matches(self, eps: float, order: str = "index", seed: int | None = None) -> list[Match]:
         """The distinct v-minimal matches over every neuron v of the maximum match, largest first."""
+        if order not in ("index", "random"):
+            raise InputError(f"order must be 'index' or 'random', got {order!r}.")
         m = self.max_match(eps)
         found: dict[Any, Match] = {}
         for side, idx in (("a", m.a), ("b", m.b)):

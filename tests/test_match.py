@@ -725,7 +725,7 @@ def test_from_stats_equals_from_activations(batch):
     g_stats = MatchGram.from_stats(acc.finalize())
     g_act = MatchGram.from_activations(A, B)
     assert g_stats.n_samples == 300 and (g_stats.n_a, g_stats.n_b) == (A.shape[1], B.shape[1])
-    np.testing.assert_allclose(g_stats.G, g_act.G, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(g_stats.gram, g_act.gram, rtol=1e-10, atol=1e-8)
     for eps in EPS_PLANTED:
         assert key(g_stats.max_match(eps)) == key(g_act.max_match(eps)) == key(ls_max_match(A, B, eps))
 

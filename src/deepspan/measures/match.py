@@ -171,13 +171,15 @@ class MatchGram:
     :class:`~deepspan.linalg.CrossGramAccumulator` statistics, uncentered).
     """
 
-    def __init__(self, G: np.ndarray, n_a: int, n_samples: int | None = None, atol: float = ATOL) -> None:
+    def __init__(self, G: np.ndarray, n_a: int, n_samples: int | None = None, atol: float = ATOL,
+                 *, lazy_a: np.ndarray | None = None) -> None:
         G = np.asarray(G, dtype=np.float64)
         if G.ndim != 2 or G.shape[0] != G.shape[1] or not (0 < n_a < G.shape[0]):
             raise InputError(f"G must be square (n_a + n_b) with 0 < n_a < size, got shape {G.shape} and n_a={n_a}.")
         if not np.isfinite(G).all():
             raise InputError("the Gram matrix contains NaN/Inf; the activations had non-finite values.")
-        G = 0.5 * (G + G.T)
+        G = G + G.T  # symmetric (and a fresh copy, scaled in place below)
+        G *= 0.5
         self.n_a, self.n_b = int(n_a), int(G.shape[0] - n_a)
         self.n_samples = n_samples
         self.atol = float(atol)
@@ -186,8 +188,15 @@ class MatchGram:
         # relative distances do not depend on the neurons' scales: work with unit-norm neurons
         # (G_ij / (|z_i| |z_j|)), so the rank cut-off is relative to each neuron, not to the largest
         inv = np.where(self.alive, 1.0 / np.sqrt(np.where(self.alive, norms2, 1.0)), 0.0)
-        self.G = G * inv[:, None] * inv[None, :]
+        G *= inv[:, None]
+        G *= inv[None, :]
+        self.G = G
         self.diag = np.where(self.alive, 1.0, 0.0)
+        # with lazy_a (the raw A), the A-A block of G holds only its diagonal; pairs among A's neurons
+        # are computed when a span first needs them (the first pruning pass never does)
+        self._A = lazy_a
+        self._inv_a = inv[: self.n_a]
+        self._aa_known = np.zeros(self.n_a, dtype=bool) if lazy_a is not None else np.ones(self.n_a, dtype=bool)
         if n_samples is not None and n_samples <= max(self.n_a, self.n_b):
             warnings.warn(
                 f"N = {n_samples} samples <= {max(self.n_a, self.n_b)} neurons: the activation vectors can span all of "
@@ -205,8 +214,13 @@ class MatchGram:
                 f"A has {A.shape[0]} samples but B has {B.shape[0]}; activation vectors are compared in sample "
                 f"space and need the same samples in the same order."
             )
-        AB = np.hstack([A, B])
-        return cls(AB.T @ AB, A.shape[1], A.shape[0], atol)
+        na = A.shape[1]
+        G = np.zeros((na + B.shape[1],) * 2)
+        G[np.arange(na), np.arange(na)] = np.einsum("ij,ij->j", A, A)  # A^T A: diagonal now, the rest lazily
+        G[na:, na:] = B.T @ B  # a symmetric rank-k update (numpy calls syrk) and one cross product
+        G[:na, na:] = A.T @ B
+        G[na:, :na] = G[:na, na:].T
+        return cls(G, na, A.shape[0], atol, lazy_a=A)
 
     @classmethod
     def from_stats(cls, stats: Any, atol: float = ATOL) -> "MatchGram":
@@ -238,6 +252,9 @@ class MatchGram:
         span = span[self.alive[span]]
         if len(span) == 0:
             return np.ones(len(targets))
+        span_a = span[span < self.n_a]
+        if len(span_a):  # A-A pairs are needed within the span and between the span and A targets
+            self._ensure_aa(np.concatenate([span_a, targets[targets < self.n_a]]))
         Gss = np.asfortranarray(self.G[np.ix_(span, span)])
         c, piv, rank, info = dpstrf(Gss, lower=1, tol=RANK_CUT)
         if info < 0:  # pragma: no cover - LAPACK argument error
@@ -247,6 +264,25 @@ class MatchGram:
                                           check_finite=False)
         proj = (W * W).sum(0)
         return np.sqrt(np.maximum(1.0 - proj, 0.0))
+
+    @property
+    def gram(self) -> np.ndarray:
+        """The full Gram matrix of the unit-norm neurons [A B] (completes any lazily skipped block)."""
+        self._ensure_aa(np.arange(self.n_a))
+        return self.G
+
+    def _ensure_aa(self, idx: np.ndarray) -> None:
+        """Make G[K, K] valid for K = the A neurons known so far plus ``idx`` (one product over the data)."""
+        if self._aa_known[idx].all():
+            return
+        self._aa_known[idx] = True
+        K = np.flatnonzero(self._aa_known)
+        AK = self._A[:, K]
+        block = AK.T @ AK
+        block *= self._inv_a[K][:, None]
+        block *= self._inv_a[K][None, :]
+        block[np.arange(len(K)), np.arange(len(K))] = np.where(self.alive[K], 1.0, 0.0)
+        self.G[np.ix_(K, K)] = block
 
     def _within(self, targets: np.ndarray, span: np.ndarray, eps: float) -> np.ndarray:
         return targets[self.distances(targets, span) <= eps + self.atol]

@@ -21,6 +21,12 @@ from deepspan.linalg import (
     top_singular,
 )
 from deepspan.measures import (
+    CollapseResult,
+    SpectrumAccumulator,
+    SpectrumResult,
+    feature_spectrum,
+    feature_spectrum_from_stats,
+    neural_collapse,
     Match,
     MatchGram,
     PVector,
@@ -43,6 +49,12 @@ from deepspan.measures import (
 )
 
 __all__ = [
+    "feature_spectrum",
+    "feature_spectrum_from_stats",
+    "SpectrumAccumulator",
+    "SpectrumResult",
+    "neural_collapse",
+    "CollapseResult",
     "Match",
     "MatchGram",
     "relative_distance",

@@ -1,5 +1,12 @@
 """The science: measures on feature matrices (pure functions and small result dataclasses)."""
 
+from deepspan.measures.collapse import CollapseResult, nc4_agreement, neural_collapse
+from deepspan.measures.spectrum import (
+    SpectrumAccumulator,
+    SpectrumResult,
+    feature_spectrum,
+    feature_spectrum_from_stats,
+)
 from deepspan.measures.match import (
     Match,
     MatchGram,
@@ -26,6 +33,13 @@ from deepspan.measures.pvector import (
 )
 
 __all__ = [
+    "feature_spectrum",
+    "feature_spectrum_from_stats",
+    "SpectrumAccumulator",
+    "SpectrumResult",
+    "neural_collapse",
+    "nc4_agreement",
+    "CollapseResult",
     "Match",
     "MatchGram",
     "relative_distance",

@@ -8,7 +8,13 @@ for each layer, on the fixed probe set (Liu et al. 2022's protocol):
 * ``angle_to_data``: the angle to the P-vector of the flattened probe inputs;
 * ``angle_to_<name>``: the angle to each reference P-vector given (another model, ...);
 * ``angle_to_previous``: the angle to the previous step's P-vector of the same layer;
-* after :meth:`Tracker.finalize`, ``angle_to_final``: the angle to the last checkpoint.
+* after :meth:`Tracker.finalize`, ``angle_to_final``: the angle to the last checkpoint;
+* with ``spectrum_layer`` (penultimate features; the probe must carry labels), the
+  feature-map spectrum of Nam et al. (2024) -- ``rho_1 .. rho_2C``, ``pi_star_C``,
+  ``pi_C`` (with ``output_layer``, the logits), ``d_eff``, ``eigengap_C``,
+  ``k90_pi_star`` and ``regime`` (0 = MF, 1 = intermediate, 2 = EF) -- and neural
+  collapse (``nc1``, ``nc2_*``, ``nc3`` with ``classifier`` = the last Linear's name,
+  ``nc4`` with ``output_layer``), recorded on the spectrum layer.
 
 The P-vector u of every (checkpoint, layer) is kept (in memory and, with
 ``out_dir``, as ``.npy``), so any two checkpoints can be compared later
@@ -89,6 +95,9 @@ class Tracker:
         device: str = "cpu",
         positions_per_image: int | None = None,
         seed: int = 0,
+        spectrum_layer: str | None = None,
+        output_layer: str | None = None,
+        classifier: str | None = None,
     ) -> None:
         self.model = model
         self.probe = probe
@@ -97,6 +106,9 @@ class Tracker:
         self.k, self.center = int(k), bool(center)
         self.batch_size, self.device = batch_size, device
         self.positions_per_image, self.seed = positions_per_image, seed
+        if (output_layer or classifier) and not spectrum_layer:
+            raise InputError("output_layer/classifier need spectrum_layer (the penultimate features) as well.")
+        self.spectrum_layer, self.output_layer, self.classifier = spectrum_layer, output_layer, classifier
         X, ids, n = _probe_inputs(probe, batch_size)
         self.sample_ids = ids
         self.sample_hash = hash_sample_ids(ids)
@@ -140,6 +152,9 @@ class Tracker:
             "references": sorted(self.references),
             "positions_per_image": self.positions_per_image,
             "seed": self.seed,
+            "spectrum_layer": self.spectrum_layer,
+            "output_layer": self.output_layer,
+            "classifier": self.classifier,
         }
 
     def _resume(self) -> None:
@@ -190,7 +205,8 @@ class Tracker:
                                              f"i{iteration}" if iteration is not None else "") if p)
         if label in self.meta:
             return []
-        fs = extract(model, self.probe, self.layers, self.policy, select=self.select, batch_size=self.batch_size,
+        wanted = list(dict.fromkeys(self.layers + [x for x in (self.spectrum_layer, self.output_layer) if x]))
+        fs = extract(model, self.probe, wanted, self.policy, select=self.select, batch_size=self.batch_size,
                      device=self.device, positions_per_image=self.positions_per_image, seed=self.seed,
                      checkpoint=label, progress=False)
         if fs.sample_hash != self.sample_hash:
@@ -221,6 +237,9 @@ class Tracker:
                 row(layer, f"angle_to_{name}", unit_angle(p.u, ref))
             if prev is not None:
                 row(layer, "angle_to_previous", unit_angle(p.u, self.u[(prev, layer)]))
+        if self.spectrum_layer is not None:
+            for quantity, value in self._spectrum_rows(model, fs):
+                row(self.spectrum_layer, quantity, value)
         if self.out_dir is not None:  # vectors first; the table below commits the step
             if not self.order:
                 for name, u in self.references.items():
@@ -234,6 +253,37 @@ class Tracker:
         self.rows.extend(added)
         self._write()
         return added
+
+    def _spectrum_rows(self, model: nn.Module, fs: Any) -> list[tuple[str, float]]:
+        """Feature-map spectrum (Nam et al. 2024) and neural collapse (Papyan et al. 2020) at this step."""
+        from deepspan.measures.collapse import neural_collapse
+        from deepspan.measures.spectrum import REGIMES, feature_spectrum
+
+        if fs.labels is None:
+            raise InputError("spectrum tracking needs labels: use a probe that carries them (a deepspan Dataset, "
+                             "or a DataLoader yielding (x, y)).")
+        Phi = fs[self.spectrum_layer]
+        out = fs[self.output_layer] if self.output_layer else None
+        sp = feature_spectrum(Phi, fs.labels, out, center=self.center)
+        C = sp.n_targets
+        rows = [(f"rho_{i}", float(r)) for i, r in enumerate(sp.rho[: 2 * C], 1)]
+        rows += [("pi_star_C", sp.regime_numbers["pi_star_C"]), ("d_eff", sp.d_eff),
+                 ("regime", float(REGIMES.index(sp.regime))), ("eigengap_C", sp.regime_numbers["gap_ratio_C"])]
+        if sp.k_for["90"] is not None:
+            rows.append(("k90_pi_star", float(sp.k_for["90"])))
+        if sp.pi is not None:
+            rows.append(("pi_C", sp.regime_numbers["pi_C"]))
+        W = None
+        if self.classifier:
+            W = dict(model.named_modules())[self.classifier].weight.detach().cpu().numpy()
+        nc = neural_collapse(Phi, fs.labels, W=W, predictions=out)
+        rows += [("nc1", nc.nc1), ("nc2_equinorm", nc.nc2_equinorm), ("nc2_equiangle", nc.nc2_equiangle),
+                 ("nc2_maxangle", nc.nc2_maxangle)]
+        if nc.nc3 is not None:
+            rows.append(("nc3", nc.nc3))
+        if nc.nc4 is not None:
+            rows.append(("nc4", nc.nc4))
+        return rows
 
     def angle(self, label_a: str, label_b: str, layer: str) -> float:
         """Angle (degrees) between the P-vectors of ``layer`` at two recorded checkpoints."""

@@ -1,0 +1,328 @@
+"""Diagonalising the forward feature map (Nam, Mingard, Lee, Hayou, Louis 2024).
+
+Nam et al., "Visualising Feature Learning in Deep Neural Networks by
+Diagonalizing the Forward Feature Map", arXiv:2410.04264.
+
+Setting: a network f(x) = W Phi(x) + b with Phi the penultimate features
+(p dims), n fixed training inputs, targets Y (n x C; one-hot for C classes,
+or any real-valued target matrix for regression). With F = Phi(X) (n x p)
+and the thin SVD F = U S V^T, the feature map is diagonalised over the
+empirical measure (1/n) sum_i delta_{x_i}:
+
+* eigenvalues      rho_k = s_k^2 / n   (of the kernel K(x, x') = Phi(x)^T Phi(x'));
+* eigenfunctions   e_k = sqrt(n) U[:, k] on the training points, orthonormal
+  under <g, h> = (1/n) sum_i g(x_i) h(x_i); on new inputs (Nystrom)
+  e_k(x) = Phi(x)^T v_k / sqrt(rho_k).
+
+Why these modes: gradient descent on the last layer under the squared loss
+L = (1/2n) ||F W^T - Y||^2 moves W by -eta (1/n) (W F^T - Y^T) F. Writing
+the predictions in the eigenbasis, the component along e_k evolves as
+a_k(t+1) - y_k = (1 - eta rho_k)(a_k(t) - y_k): the e_k are the independent
+modes of last-layer training, each fitted at its own rate rho_k.
+
+Quality and utility: Q*_k = sum_c <y_c, e_k>^2 / sum_c ||y_c||^2 (how much of
+the targets lies along e_k) and Q_k the same for the network's outputs f_c;
+Pi*(k) and Pi(k) their cumulative sums over the k largest rho. The effective
+dimension is d_eff = exp(H(rho / sum rho)) (H: Shannon entropy).
+
+Regime (thresholds are parameters, defaults below, and the result carries the
+numbers behind the label): **MF** (minimal feature) when the top C
+eigenfunctions carry the targets (Pi*(C) >= ``mf_pi``, default 0.9) and the
+learned function (Pi(C) >= ``mf_pi`` when outputs are given) and there is a
+clear eigen-gap after C (rho_C / rho_{C+1} >= ``mf_gap``, default 2);
+**EF** (extended feature) when 90 % of the targets needs at least
+``ef_factor`` * C eigenfunctions (default 2) or is never reached; else
+**intermediate**. For regression, C is the number of target columns.
+
+Centering (``center``) removes the column means of F first (the targets are
+then centered too, so Pi* can still reach 1); ``bias=True`` appends a
+constant feature so the last layer's bias lies in the span. Defaults follow
+the paper: uncentered, no constant feature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from deepspan.errors import InputError
+from deepspan.linalg.checks import as_feature_matrix, to_numpy
+from deepspan.linalg.streaming import CrossGramAccumulator, CrossGramStats
+
+__all__ = [
+    "REGIMES",
+    "SpectrumResult",
+    "feature_spectrum",
+    "SpectrumAccumulator",
+    "feature_spectrum_from_stats",
+    "targets_matrix",
+]
+
+REGIMES = ("MF", "intermediate", "EF")
+#: Eigenvalues below this fraction of the largest have no eigenfunction (rank cut-off).
+RANK_CUT = 1e-12
+
+
+def targets_matrix(y: Any, n: int, n_classes: int | None = None,
+                   require_two_classes: bool = True) -> tuple[np.ndarray, bool]:
+    """Targets as an n x C float64 matrix: integer labels become one-hot; a 2-D array is used as is.
+
+    Returns (Y, is_classification). A single class is refused unless
+    ``require_two_classes`` is False (one streamed batch may hold one class).
+    """
+    a = np.asarray(to_numpy(y))
+    if a.ndim == 1:
+        if a.dtype.kind not in "iub":
+            if a.dtype.kind == "f" and np.all(a == np.round(a)):
+                a = a.astype(np.int64)
+            else:
+                raise InputError(
+                    "1-D targets must be integer class labels; pass real-valued targets as an n x m matrix "
+                    "(regression), e.g. y.reshape(-1, 1)."
+                )
+        if len(a) != n:
+            raise InputError(f"{len(a)} labels for {n} samples; pass one label per row of the features.")
+        if a.min() < 0:
+            raise InputError(f"class labels must be 0..C-1, found {a.min()}.")
+        C = int(a.max()) + 1 if n_classes is None else int(n_classes)
+        if a.max() >= C:
+            raise InputError(f"label {a.max()} is out of range for n_classes={C}.")
+        if require_two_classes and len(np.unique(a)) < 2:
+            raise InputError("the labels hold a single class; the target spectrum needs at least two classes.")
+        Y = np.zeros((n, C))
+        Y[np.arange(n), a] = 1.0
+        return Y, True
+    if a.ndim != 2:
+        raise InputError(f"targets must be labels (n,) or a matrix (n, m), got shape {a.shape}.")
+    if a.shape[0] != n:
+        raise InputError(f"the target matrix has {a.shape[0]} rows for {n} samples; pass one row per sample.")
+    a = np.asarray(a, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise InputError("the targets contain NaN/Inf.")
+    return a, False
+
+
+@dataclass
+class SpectrumResult:
+    """Eigenvalues, target/output alignment and regime of a feature map (see the module docstring)."""
+
+    rho: np.ndarray
+    q_star: np.ndarray
+    pi_star: np.ndarray
+    q: np.ndarray | None
+    pi: np.ndarray | None
+    d_eff: float
+    n_samples: int
+    n_targets: int
+    k_for: dict[str, int | None]
+    regime: str
+    regime_numbers: dict[str, Any]
+    centered: bool
+    bias: bool
+    classification: bool
+    method: str
+    V: np.ndarray = field(repr=False)
+    mean: np.ndarray = field(repr=False)
+    U: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def eigenfunctions_train(self) -> np.ndarray | None:
+        """e_k on the training points, sqrt(n) U (n x r); None when computed from streaming statistics."""
+        return None if self.U is None else np.sqrt(self.n_samples) * self.U
+
+    def eigenfunctions(self, Phi: Any, k: int | None = None) -> np.ndarray:
+        """Nystrom extension e_k(x) = (Phi(x) [- mean] [, 1])^T v_k / sqrt(rho_k) for the rows of ``Phi``."""
+        F = np.asarray(as_feature_matrix(Phi, "Phi", min_samples=1), dtype=np.float64)
+        if self.centered:
+            F = F - self.mean
+        if self.bias:
+            F = np.hstack([F, np.ones((len(F), 1))])
+        if F.shape[1] != self.V.shape[0]:
+            raise InputError(f"Phi has {F.shape[1]} features (after the bias column), the spectrum {self.V.shape[0]}.")
+        k = len(self.rho) if k is None else int(k)
+        r = min(k, int((self.rho > 0).sum()))
+        return F @ self.V[:, :r] / np.sqrt(self.rho[:r])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("V", "U", "mean")}
+        for key in ("rho", "q_star", "pi_star", "q", "pi"):
+            if d[key] is not None:
+                d[key] = np.asarray(d[key]).tolist()
+        return d
+
+
+def _regime(pi_star: np.ndarray, pi: np.ndarray | None, rho: np.ndarray, C: int,
+            mf_pi: float, mf_gap: float, ef_factor: float) -> tuple[str, dict[str, Any], dict[str, int | None]]:
+    def k_at(level: float) -> int | None:
+        hit = np.flatnonzero(pi_star >= level - 1e-12)
+        return int(hit[0]) + 1 if len(hit) else None
+
+    k_for = {"90": k_at(0.90), "95": k_at(0.95), "99": k_at(0.99)}
+    pi_star_C = float(pi_star[min(C, len(pi_star)) - 1])
+    pi_C = None if pi is None else float(pi[min(C, len(pi)) - 1])
+    gap = float(rho[C - 1] / rho[C]) if C < len(rho) and rho[C] > 0 else float("inf")
+    numbers = {"C": C, "pi_star_C": pi_star_C, "pi_C": pi_C, "gap_ratio_C": gap, "k90": k_for["90"],
+               "mf_pi": mf_pi, "mf_gap": mf_gap, "ef_factor": ef_factor}
+    if pi_star_C >= mf_pi and (pi_C is None or pi_C >= mf_pi) and gap >= mf_gap:
+        regime = "MF"
+    elif k_for["90"] is None or k_for["90"] >= ef_factor * C:
+        regime = "EF"
+    else:
+        regime = "intermediate"
+    return regime, numbers, k_for
+
+
+def _assemble(lam: np.ndarray, V: np.ndarray, UtY: np.ndarray, y_sq: float, UtF: np.ndarray | None,
+              f_sq: float | None, n: int, C: int, mean: np.ndarray, center: bool, bias: bool,
+              classification: bool, method: str, U: np.ndarray | None, mf_pi: float, mf_gap: float,
+              ef_factor: float) -> SpectrumResult:
+    rho = np.clip(lam, 0.0, None) / n
+    q_star = (UtY**2).sum(1) / y_sq
+    pi_star = np.cumsum(q_star)
+    q = pi = None
+    if UtF is not None:
+        q = (UtF**2).sum(1) / f_sq if f_sq > 0 else np.zeros(len(rho))
+        pi = np.cumsum(q)
+    p = rho[rho > 0] / rho.sum()
+    d_eff = float(np.exp(-(p * np.log(p)).sum()))
+    regime, numbers, k_for = _regime(pi_star, pi, rho, C, mf_pi, mf_gap, ef_factor)
+    return SpectrumResult(rho, q_star, pi_star, q, pi, d_eff, n, C, k_for, regime, numbers, bool(center),
+                          bool(bias), classification, method, V, mean, U)
+
+
+def _check_c(C: int, p: int, bias: bool) -> None:
+    if C > p:
+        raise InputError(
+            f"{C} target dimensions (classes) but only {p} features{' (with the bias column)' if bias else ''}: "
+            f"the top-C eigenfunctions cannot be compared with the targets. Use a wider layer."
+        )
+
+
+def feature_spectrum(
+    Phi: Any,
+    y: Any,
+    outputs: Any = None,
+    *,
+    center: bool = False,
+    bias: bool = False,
+    n_classes: int | None = None,
+    mf_pi: float = 0.9,
+    mf_gap: float = 2.0,
+    ef_factor: float = 2.0,
+) -> SpectrumResult:
+    """Eigen-decomposition of the feature map, target/output quality Q*, Q, Pi*, Pi, d_eff and regime.
+
+    ``Phi`` (n x p) are penultimate features, ``y`` integer labels (or an n x m
+    real target matrix: regression), ``outputs`` optionally the network's
+    outputs f (n x C). Dense route: thin SVD of F (float64). See the module
+    docstring for the formulas, the regime rule and Nam et al. (2024).
+    """
+    F = np.asarray(as_feature_matrix(Phi, "Phi"), dtype=np.float64)
+    n, p = F.shape
+    Y, classification = targets_matrix(y, n, n_classes)
+    mean = F.mean(0)
+    if center:
+        F = F - mean
+        Y = Y - Y.mean(0)
+    if bias:
+        F = np.hstack([F, np.ones((n, 1))])
+    _check_c(Y.shape[1], F.shape[1], bias)
+    U, s, Vt = scipy.linalg.svd(F, full_matrices=False, check_finite=False)
+    keep = s**2 > RANK_CUT * s[0] ** 2
+    U, s, V = U[:, keep], s[keep], Vt[keep].T
+    UtF = f_sq = None
+    if outputs is not None:
+        f = np.asarray(as_feature_matrix(outputs, "outputs"), dtype=np.float64)
+        if f.shape[0] != n:
+            raise InputError(f"outputs have {f.shape[0]} rows for {n} samples.")
+        if center:
+            f = f - f.mean(0)
+        UtF, f_sq = (U.T @ f), float((f * f).sum())
+    return _assemble(s**2, V, U.T @ Y, float((Y * Y).sum()), UtF, f_sq, n, Y.shape[1], mean, center, bias,
+                     classification, "svd", U, mf_pi, mf_gap, ef_factor)
+
+
+class SpectrumAccumulator:
+    """Streaming form: accumulate Phi^T Phi, Phi^T Y and Phi^T f batch by batch (float64, one pass).
+
+    ``update(Phi_batch, y_batch, outputs_batch=None)``; labels are made one-hot
+    with ``n_classes`` (required for labels). Built on
+    :class:`~deepspan.linalg.CrossGramAccumulator` with B = [Y | f], so
+    centering is exact (Chan et al. merges). ``finalize()`` gives the stats for
+    :func:`feature_spectrum_from_stats`.
+    """
+
+    def __init__(self, n_classes: int | None = None, with_outputs: bool = False) -> None:
+        self.n_classes = n_classes
+        self.with_outputs = with_outputs
+        self._cross = CrossGramAccumulator()
+        self._m: int | None = None
+        self._classification: bool | None = None
+
+    def update(self, Phi: Any, y: Any, outputs: Any = None) -> "SpectrumAccumulator":
+        n = int(Phi.shape[0])
+        lab = np.asarray(to_numpy(y))
+        if lab.ndim == 1 and self.n_classes is None:
+            raise InputError("SpectrumAccumulator(n_classes=C) is needed to one-hot encode streamed labels.")
+        Y, classification = targets_matrix(lab, n, self.n_classes, require_two_classes=False)
+        parts = [Y]
+        if self.with_outputs:
+            if outputs is None:
+                raise InputError("this accumulator was built with_outputs=True; pass outputs to every update.")
+            parts.append(np.asarray(to_numpy(outputs), dtype=np.float64).reshape(n, -1))
+        B = np.hstack(parts)
+        if type(Phi).__module__.startswith("torch"):
+            import torch
+
+            B = torch.as_tensor(B, device=Phi.device)
+        self._m = Y.shape[1]
+        self._classification = classification
+        self._cross.update(Phi, B)
+        return self
+
+    def finalize(self) -> tuple[CrossGramStats, int, bool, bool]:
+        """(cross-Gram statistics of Phi and [Y | f], C, has outputs, classification)."""
+        return self._cross.finalize(), int(self._m), self.with_outputs, bool(self._classification)
+
+
+def feature_spectrum_from_stats(
+    stats: Any,
+    *,
+    center: bool = False,
+    bias: bool = False,
+    mf_pi: float = 0.9,
+    mf_gap: float = 2.0,
+    ef_factor: float = 2.0,
+) -> SpectrumResult:
+    """The spectrum analysis from :meth:`SpectrumAccumulator.finalize` output (no features held).
+
+    With G = F^T F = V diag(lambda) V^T: rho = lambda / n and U^T Y =
+    diag(lambda^-1/2) V^T (F^T Y), so Q* and Q need only the cross-Gram
+    blocks. Eigenfunctions on the training points are not available (U is None).
+    """
+    cross, C, has_outputs, classification = stats
+    n = cross.a.n_samples
+    GA = cross.a.gram(center)
+    FB = cross.cross_gram(center)
+    BB = cross.b.gram(center)
+    mean = cross.a.mean
+    if bias:
+        col = (np.zeros(len(mean)) if center else n * mean)[:, None]
+        GA = np.block([[GA, col], [col.T, np.array([[float(n)]])]])
+        ones_b = (np.zeros(FB.shape[1]) if center else n * cross.b.mean)[None, :]
+        FB = np.vstack([FB, ones_b])
+    _check_c(C, GA.shape[0], bias)
+    lam, V = scipy.linalg.eigh(GA, check_finite=False)
+    lam, V = lam[::-1], V[:, ::-1]
+    keep = lam > RANK_CUT * lam[0]
+    lam, V = lam[keep], V[:, keep]
+    proj = (V.T @ FB) / np.sqrt(lam)[:, None]  # U^T [Y | f]
+    UtY, y_sq = proj[:, :C], float(np.trace(BB[:C, :C]))
+    UtF = f_sq = None
+    if has_outputs:
+        UtF, f_sq = proj[:, C:], float(np.trace(BB[C:, C:]))
+    return _assemble(lam, V, UtY, y_sq, UtF, f_sq, n, C, mean, center, bias, classification, "gram-stream",
+                     None, mf_pi, mf_gap, ef_factor)

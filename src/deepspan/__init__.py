@@ -106,4 +106,8 @@ def __getattr__(name: str):
         from deepspan import track
 
         return getattr(track, name)
+    if name in ("data", "features", "track", "experiments"):
+        import importlib
+
+        return importlib.import_module(f"deepspan.{name}")
     raise AttributeError(f"module 'deepspan' has no attribute {name!r}")

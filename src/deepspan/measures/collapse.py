@@ -73,7 +73,8 @@ def neural_collapse(
 ) -> CollapseResult:
     """NC1-NC4 of penultimate features ``Phi`` (n x p) with integer ``labels``, or of ClassStats.
 
-    ``W`` (C x p, e.g. ``model.fc.weight``) enables NC3; ``predictions`` (labels or
+    ``W`` (C x p, e.g. ``model.fc.weight``; rows indexed by label, so a classifier over more
+    classes than the data holds is restricted to the present ones) enables NC3; ``predictions`` (labels or
     logits, n) with dense features enable NC4. Papyan, Han, Donoho (2020).
     """
     H = None
@@ -107,6 +108,9 @@ def neural_collapse(
     nc3 = None
     if W is not None:
         Wm = np.asarray(to_numpy(W), dtype=np.float64)
+        cls = stats.classes
+        if Wm.ndim == 2 and Wm.shape[0] > C and Wm.shape[1] == p and cls.dtype.kind in "iu" and cls.max() < len(Wm):
+            Wm = Wm[cls]  # a classifier over more classes than the data holds: its rows for the present ones
         if Wm.shape != (C, p):
             raise InputError(f"W has shape {Wm.shape}; NC3 needs the C x p = {(C, p)} last-layer weights "
                              f"(rows in the order of the sorted class labels {stats.classes.tolist()}).")

@@ -75,7 +75,9 @@ def targets_matrix(y: Any, n: int, n_classes: int | None = None,
     """
     a = np.asarray(to_numpy(y))
     if a.ndim == 1:
-        if a.dtype.kind not in "iub":
+        if a.dtype.kind == "b":
+            a = a.astype(np.int64)
+        if a.dtype.kind not in "iu":
             if a.dtype.kind == "f" and np.all(a == np.round(a)):
                 a = a.astype(np.int64)
             else:
@@ -193,6 +195,11 @@ def _assemble(lam: np.ndarray, V: np.ndarray, UtY: np.ndarray, y_sq: float, UtF:
                           bool(bias), classification, method, V, mean, U)
 
 
+def _check_rank(n_components: int) -> None:
+    if n_components == 0:
+        raise InputError("the features span nothing (all zero, or constant when centered); there is no spectrum.")
+
+
 def _check_c(C: int, p: int, bias: bool) -> None:
     if C > p:
         raise InputError(
@@ -231,7 +238,8 @@ def feature_spectrum(
         F = np.hstack([F, np.ones((n, 1))])
     _check_c(Y.shape[1], F.shape[1], bias)
     U, s, Vt = scipy.linalg.svd(F, full_matrices=False, check_finite=False)
-    keep = s**2 > RANK_CUT * s[0] ** 2
+    keep = s**2 > RANK_CUT * s[0] ** 2 if s[0] > 0 else np.zeros(len(s), dtype=bool)
+    _check_rank(int(keep.sum()))
     U, s, V = U[:, keep], s[keep], Vt[keep].T
     UtF = f_sq = None
     if outputs is not None:
@@ -264,15 +272,27 @@ class SpectrumAccumulator:
 
     def update(self, Phi: Any, y: Any, outputs: Any = None) -> "SpectrumAccumulator":
         n = int(Phi.shape[0])
+        if n == 0:  # like the Gram accumulators, an empty batch adds nothing
+            return self
         lab = np.asarray(to_numpy(y))
         if lab.ndim == 1 and self.n_classes is None:
             raise InputError("SpectrumAccumulator(n_classes=C) is needed to one-hot encode streamed labels.")
         Y, classification = targets_matrix(lab, n, self.n_classes, require_two_classes=False)
+        if self._classification is not None and classification != self._classification:
+            raise InputError("this accumulator has seen " + ("class labels" if self._classification else
+                             "a real-valued target matrix") + "; do not mix labels and target matrices across batches.")
+        if self._m is not None and Y.shape[1] != self._m:
+            raise InputError(f"targets have {Y.shape[1]} columns but earlier batches had {self._m}.")
         parts = [Y]
         if self.with_outputs:
             if outputs is None:
                 raise InputError("this accumulator was built with_outputs=True; pass outputs to every update.")
-            parts.append(np.asarray(to_numpy(outputs), dtype=np.float64).reshape(n, -1))
+            f = np.asarray(to_numpy(outputs), dtype=np.float64)
+            f = f.reshape(-1, 1) if f.ndim == 1 else f
+            if f.ndim != 2 or f.shape[0] != n:
+                raise InputError(f"outputs have shape {f.shape} for a batch of {n} samples; pass n x C outputs "
+                                 f"(one row per sample).")
+            parts.append(f)
         B = np.hstack(parts)
         if type(Phi).__module__.startswith("torch"):
             import torch
@@ -317,7 +337,8 @@ def feature_spectrum_from_stats(
     _check_c(C, GA.shape[0], bias)
     lam, V = scipy.linalg.eigh(GA, check_finite=False)
     lam, V = lam[::-1], V[:, ::-1]
-    keep = lam > RANK_CUT * lam[0]
+    keep = lam > RANK_CUT * lam[0] if lam[0] > 0 else np.zeros(len(lam), dtype=bool)
+    _check_rank(int(keep.sum()))
     lam, V = lam[keep], V[:, keep]
     proj = (V.T @ FB) / np.sqrt(lam)[:, None]  # U^T [Y | f]
     UtY, y_sq = proj[:, :C], float(np.trace(BB[:C, :C]))

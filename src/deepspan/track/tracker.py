@@ -268,7 +268,9 @@ class Tracker:
         C = sp.n_targets
         rows = [(f"rho_{i}", float(r)) for i, r in enumerate(sp.rho[: 2 * C], 1)]
         rows += [("pi_star_C", sp.regime_numbers["pi_star_C"]), ("d_eff", sp.d_eff),
-                 ("regime", float(REGIMES.index(sp.regime))), ("eigengap_C", sp.regime_numbers["gap_ratio_C"])]
+                 ("regime", float(REGIMES.index(sp.regime)))]
+        if np.isfinite(sp.regime_numbers["gap_ratio_C"]):  # infinite when rank <= C: no row (JSON has no inf)
+            rows.append(("eigengap_C", sp.regime_numbers["gap_ratio_C"]))
         if sp.k_for["90"] is not None:
             rows.append(("k90_pi_star", float(sp.k_for["90"])))
         if sp.pi is not None:

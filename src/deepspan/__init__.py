@@ -21,6 +21,14 @@ from deepspan.linalg import (
     top_singular,
 )
 from deepspan.measures import (
+    MEASURES,
+    cca,
+    cka,
+    compare,
+    compare_many,
+    procrustes,
+    pwcca,
+    svcca,
     CollapseResult,
     SpectrumAccumulator,
     SpectrumResult,
@@ -49,6 +57,14 @@ from deepspan.measures import (
 )
 
 __all__ = [
+    "cka",
+    "svcca",
+    "pwcca",
+    "cca",
+    "procrustes",
+    "compare",
+    "compare_many",
+    "MEASURES",
     "feature_spectrum",
     "feature_spectrum_from_stats",
     "SpectrumAccumulator",

@@ -1,5 +1,8 @@
 """The science: measures on feature matrices (pure functions and small result dataclasses)."""
 
+from deepspan.measures.cca import canonical_correlations, cca, cca_mean_sq, procrustes, pwcca, shape_angle, svcca
+from deepspan.measures.cka import cka, debiased_linear_cka, linear_cka, linear_cka_gram, rbf_cka, streaming_linear_cka
+from deepspan.measures.compare import MEASURES, MeasureSpec, compare, compare_many
 from deepspan.measures.collapse import CollapseResult, nc4_agreement, neural_collapse
 from deepspan.measures.spectrum import (
     SpectrumAccumulator,
@@ -33,6 +36,23 @@ from deepspan.measures.pvector import (
 )
 
 __all__ = [
+    "cka",
+    "linear_cka",
+    "linear_cka_gram",
+    "debiased_linear_cka",
+    "rbf_cka",
+    "streaming_linear_cka",
+    "cca",
+    "cca_mean_sq",
+    "canonical_correlations",
+    "svcca",
+    "pwcca",
+    "procrustes",
+    "shape_angle",
+    "compare",
+    "compare_many",
+    "MEASURES",
+    "MeasureSpec",
     "feature_spectrum",
     "feature_spectrum_from_stats",
     "SpectrumAccumulator",

@@ -20,10 +20,10 @@ from deepspan.linalg import (
     angle,
     top_singular,
 )
+from deepspan.measures.cca import cca
+from deepspan.measures.cka import cka
 from deepspan.measures import (
     MEASURES,
-    cca,
-    cka,
     compare,
     compare_many,
     procrustes,

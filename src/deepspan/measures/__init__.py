@@ -1,7 +1,9 @@
 """The science: measures on feature matrices (pure functions and small result dataclasses)."""
 
-from deepspan.measures.cca import canonical_correlations, cca, cca_mean_sq, procrustes, pwcca, shape_angle, svcca
-from deepspan.measures.cka import cka, debiased_linear_cka, linear_cka, linear_cka_gram, rbf_cka, streaming_linear_cka
+# the functions cka() and cca() are exported at the top level (deepspan.cka, deepspan.cca): here the
+# names stay the submodules deepspan.measures.cka and deepspan.measures.cca
+from deepspan.measures.cca import canonical_correlations, cca_mean_sq, procrustes, pwcca, shape_angle, svcca
+from deepspan.measures.cka import debiased_linear_cka, linear_cka, linear_cka_gram, rbf_cka, streaming_linear_cka
 from deepspan.measures.compare import MEASURES, MeasureSpec, compare, compare_many
 from deepspan.measures.collapse import CollapseResult, nc4_agreement, neural_collapse
 from deepspan.measures.spectrum import (
@@ -36,13 +38,11 @@ from deepspan.measures.pvector import (
 )
 
 __all__ = [
-    "cka",
     "linear_cka",
     "linear_cka_gram",
     "debiased_linear_cka",
     "rbf_cka",
     "streaming_linear_cka",
-    "cca",
     "cca_mean_sq",
     "canonical_correlations",
     "svcca",

@@ -27,6 +27,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/pvector.py
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/match.py
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -16,12 +16,14 @@ centering H = I - 11^T/n and Gram (kernel) matrices K, L (n x n):
   computed in feature space from ||Y^T X||_F^2, the row norms and the total norms.
 * **RBF CKA**: K_ij = exp(-||x_i - x_j||^2 / (2 sigma^2)), with ``sigma`` absolute or
   ``sigma_fraction`` times the median pairwise distance (sqrt of the median of
-  all n^2 squared distances, zero diagonal included -- Kornblith et al.'s convention).
+  all n^2 squared distances, zero diagonal included -- Kornblith et al.'s convention;
+  when that median is 0, because most rows coincide, the median of the positive ones).
 * **streaming linear CKA** from :class:`~deepspan.linalg.CrossGramStats`
   (centered scatter and cross-scatter): the feature-space form without the data.
 
 Constant features (zero variance) contribute nothing; an all-constant side has
-no centered kernel, and CKA is then defined as 0 (stated rule, never NaN).
+no centered kernel, and CKA is then defined as 0 (stated rule, never NaN; "constant"
+means centered energy within 1e-24 of the uncentered energy, i.e. rounding residue).
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ def _pair(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
     if A.shape[0] != B.shape[0]:
         raise SampleMismatchError(f"X has {A.shape[0]} samples but Y has {B.shape[0]}; CKA compares the same samples.")
     return A, B
+
+
+def _constant(A: np.ndarray) -> bool:
+    """All rows equal up to rounding: the centered matrix is within 1e-12 (relative) of zero."""
+    Ac = A - A.mean(0)
+    return float(np.einsum("ij,ij->", Ac, Ac)) <= 1e-24 * max(float(np.einsum("ij,ij->", A, A)), 1e-300)
 
 
 def _ratio(num: float, den_sq: float) -> float:
@@ -91,6 +99,9 @@ def debiased_linear_cka_gram(X: Any, Y: Any) -> float:
     """Debiased linear CKA from the unbiased HSIC on n x n Gram matrices (Song et al. 2012); the reference route."""
     A, B = _pair(X, Y)
     _need_four(A.shape[0])
+    if _constant(A) or _constant(B):
+        return 0.0
+    A, B = A - A.mean(0), B - B.mean(0)
     K, L = A @ A.T, B @ B.T
     return _ratio(_hsic_u_gram(K, L), _hsic_u_gram(K, K) * _hsic_u_gram(L, L))
 
@@ -111,6 +122,9 @@ def debiased_linear_cka(X: Any, Y: Any) -> float:
     A, B = _pair(X, Y)
     n = A.shape[0]
     _need_four(n)
+    if _constant(A) or _constant(B):
+        return 0.0
+    A, B = A - A.mean(0), B - B.mean(0)  # HSIC_u is translation invariant; centering keeps it so numerically
 
     def parts(P: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
         dk = np.einsum("ij,ij->i", P, P)  # diag of P P^T
@@ -133,8 +147,11 @@ def _rbf_gram(A: np.ndarray, sigma: float | None, sigma_fraction: float | None) 
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * G, 0.0)
     if sigma is None:
         med = float(np.median(d2))
-        if med <= 0:
-            return np.ones_like(d2)  # all samples identical: a constant kernel
+        if med <= 0:  # most pairs coincide (e.g. sparse ReLU rows): use the median of the positive distances
+            pos = d2[d2 > 0]
+            if len(pos) == 0:
+                return np.ones_like(d2)  # all samples identical: a constant kernel
+            med = float(np.median(pos))
         s2 = sigma_fraction**2 * med
     else:
         s2 = float(sigma) ** 2
@@ -154,7 +171,14 @@ def rbf_cka(X: Any, Y: Any, *, sigma: float | None = None, sigma_fraction: float
 
 
 def streaming_linear_cka(stats: Any) -> float:
-    """Linear CKA from :class:`~deepspan.linalg.CrossGramStats`: ||S_xy||^2 / (||S_xx|| ||S_yy||)."""
+    """Linear CKA from :class:`~deepspan.linalg.CrossGramStats`: ||S_xy||^2 / (||S_xx|| ||S_yy||).
+
+    A side whose centered scatter is within 1e-12 (relative) of zero is constant: CKA 0 (the stated
+    rule; merging batch means leaves rounding residue that CKA's scale invariance would magnify).
+    """
+    for side in (stats.a, stats.b):
+        if np.trace(side.scatter) <= 1e-24 * max(side.total_energy(False), 1e-300):
+            return 0.0
     Sxy = stats.cross_gram(True)
     Sxx, Syy = stats.a.gram(True), stats.b.gram(True)
     return _ratio(float(np.linalg.norm(Sxy) ** 2), float(np.linalg.norm(Sxx) ** 2) * float(np.linalg.norm(Syy) ** 2))

@@ -52,11 +52,18 @@ class MeasureSpec:
     reference: str
 
     def __call__(self, A: Any, B: Any) -> float:
-        return float(self.pair(self.prepare(_matrix(A, "A")), self.prepare(_matrix(B, "B"))))
+        Xa, Xb = _matrix(A, "A"), _matrix(B, "B")
+        _same_n(Xa, Xb)
+        return float(self.pair(self.prepare(Xa), self.prepare(Xb)))
 
 
 def _matrix(X: Any, name: str) -> np.ndarray:
     return _cka._finite(X, name)
+
+
+def _same_n(Xa: np.ndarray, Xb: np.ndarray) -> None:
+    if Xa.shape[0] != Xb.shape[0]:
+        raise SampleMismatchError(f"A has {Xa.shape[0]} samples but B has {Xb.shape[0]}; compare the same samples.")
 
 
 # ------------------------------------------------------------------ prepare/pair
@@ -196,8 +203,7 @@ def compare(A: Any, B: Any, measures: Any = None, layers: Any = None) -> Any:
         return [{k: r[k] for k in ("layer", "measure", "kind", "value")} for r in rows
                 if r["model_a"] == "a" and r["model_b"] == "b"]
     Xa, Xb = _matrix(A, "A"), _matrix(B, "B")
-    if Xa.shape[0] != Xb.shape[0]:
-        raise SampleMismatchError(f"A has {Xa.shape[0]} samples but B has {Xb.shape[0]}; compare the same samples.")
+    _same_n(Xa, Xb)
     return {s.name: float(s.pair(s.prepare(Xa), s.prepare(Xb))) for s in specs}
 
 
@@ -228,6 +234,13 @@ def compare_many(sets: dict[str, Any], measures: Any = None, layers: Any = None)
         missing = [l for l in use if l not in common]
         if missing or not use:
             raise InputError(f"layers {missing or use} are not present in every feature set (common: {common}).")
+        for layer in use:  # channels layers: the rows are (image, position) pairs, which must agree too
+            row_hashes = {sets[n].layer_hash(layer) for n in names}
+            if len(row_hashes) != 1:
+                raise SampleMismatchError(
+                    f"layer {layer!r} has different rows across the feature sets (row hashes {sorted(row_hashes)}): "
+                    f"extract it with the same policy, positions_per_image and seed everywhere."
+                )
         mats = {(n, l): sets[n][l] for n in names for l in use}
     else:
         use = [""]

@@ -110,6 +110,21 @@ class CheckpointSeries:
             out.append(Checkpoint(str(label), path, epoch, iteration))
         return cls(factory, out)
 
+    @classmethod
+    def from_manifest(cls, out_dir: str | os.PathLike, factory: Callable[[], nn.Module]) -> "CheckpointSeries":
+        """The checkpoints listed in ``out_dir/manifest.json`` (written by ``deepspan.zoo.train``), in order."""
+        import json
+
+        path = Path(out_dir) / "manifest.json"
+        if not path.is_file():
+            raise InputError(f"{path} does not exist: no training run (deepspan.zoo.train) was written to {out_dir}.")
+        try:
+            entries = json.loads(path.read_text())["checkpoints"]
+        except (ValueError, KeyError) as exc:
+            raise InputError(f"{path} is not a readable training manifest ({exc}).") from exc
+        return cls(factory, [Checkpoint(r["label"], str(Path(out_dir) / r["file"]), r.get("epoch"), r.get("iteration"))
+                             for r in entries])
+
     def __len__(self) -> int:
         return len(self.checkpoints)
 

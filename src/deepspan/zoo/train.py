@@ -1,0 +1,432 @@
+"""A small, seeded, resumable trainer for the zoo models, with checkpoints for deepspan's trackers.
+
+Paradigms
+---------
+* ``"supervised"``: cross-entropy on the labels.
+* ``"autoencoder"``: mean squared reconstruction error, ``mean((model(x) - x)^2)``.
+* ``"simclr"``: the NT-Xent loss of SimCLR (Chen, Kornblith, Norouzi, Hinton, ICML 2020,
+  arXiv 2002.05709, Eq. 1): each batch of B images gives 2B augmented views;
+  with z the L2-normalised projections and sim(i, j) = z_i . z_j / tau,
+  ``l(i, j) = -log exp(sim(i, j)) / sum_{k != i} exp(sim(i, k))`` for the
+  positive pair (i, j), averaged over all 2B anchors.
+
+Determinism
+-----------
+``torch.manual_seed(seed)`` is called at the start, and one ``torch.Generator``
+seeded with ``seed`` draws every shuffle and every augmentation; deterministic
+algorithms are switched on (warn-only) for the duration of the run and the
+previous setting restored afterwards. On CPU the same seed gives bit-identical
+weights.
+
+Checkpoints and resuming (``out_dir``)
+--------------------------------------
+* ``init`` (before the first step), ``e0-i<k>`` after global step k for each k
+  in ``checkpoint_iterations`` inside the first epoch, and ``e<k>`` at the end
+  of every epoch; each is a state_dict file ``<label>.pt`` written atomically.
+* ``manifest.json`` (rewritten atomically after each checkpoint) lists the run's
+  configuration and, per checkpoint, label, file, epoch, iteration (global step),
+  ``loss`` (mean training loss since the previous checkpoint; None for init),
+  ``eval_loss`` (the loss on a fixed evaluation subset, same definition at every
+  checkpoint) and accuracies.
+* ``resume.pt`` (atomic) holds model, optimizer, generator and torch RNG states
+  and the manifest entries at the last complete epoch (or at init). Calling
+  :func:`train` again with the same ``out_dir`` and configuration continues from
+  there; the final weights equal those of an uninterrupted run.
+
+Accuracy
+--------
+Supervised: arg-max accuracy on (the first ``eval_size`` samples of) the
+training data and on ``test_data``. Autoencoder / SimCLR: a linear probe --
+closed-form ridge regression to one-hot labels on the standardised features at
+``model.feature_layer`` (``deepspan.extract``), W = (FᵀF + λ n I)⁻¹ FᵀY with
+λ = 1e-3 and a bias column, predicting the arg-max; it is fit on the first half
+of the evaluation subset of the training data and scored on ``test_data`` if
+given, else on the second half. No randomness: probing never disturbs training.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepspan._io import atomic_write_bytes, atomic_write_json
+from deepspan.errors import InputError
+
+__all__ = ["train", "TrainResult", "nt_xent", "linear_probe", "read_manifest", "PARADIGMS"]
+
+PARADIGMS = ("supervised", "autoencoder", "simclr")
+MANIFEST = "manifest.json"
+RESUME = "resume.pt"
+FORMAT = "deepspan-zoo-run/1"
+DEFAULT_CHECKPOINT_ITERATIONS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+
+
+@dataclass
+class TrainResult:
+    """The trained model, the checkpoint records (as in the manifest) and the output folder."""
+
+    model: nn.Module
+    records: list[dict] = field(default_factory=list)
+    out_dir: Path | None = None
+    resumed_from: str | None = None
+
+
+# ----------------------------------------------------------------------------- losses and probe
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent (normalised temperature-scaled cross-entropy) of Chen et al. 2020 (SimCLR, Eq. 1).
+
+    ``z1[i]`` and ``z2[i]`` are the projections of two views of image i. With
+    z = normalise([z1; z2]) (2B x p) and S = z zᵀ / temperature with the diagonal
+    removed, the loss is the mean over the 2B rows of the cross-entropy whose
+    target is the other view of the same image.
+    """
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise InputError(f"nt_xent needs two B x p tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
+    b = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = (z @ z.T) / temperature
+    sim = sim.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def linear_probe(F_train: np.ndarray, y_train: np.ndarray, F_test: np.ndarray, y_test: np.ndarray,
+                 ridge: float = 1e-3) -> float:
+    """Accuracy of a closed-form ridge-regression probe (one-hot targets, bias, standardised features).
+
+    W = (XᵀX + ridge · n · I)⁻¹ XᵀY in float64, X = [standardised F, 1]; the
+    prediction is the arg-max of X W. Standardisation uses the training
+    split's mean and standard deviation (+1e-8).
+    """
+    Ft = np.asarray(F_train, dtype=np.float64)
+    Fs = np.asarray(F_test, dtype=np.float64)
+    mu, sd = Ft.mean(0), Ft.std(0) + 1e-8
+    Xt = np.hstack([(Ft - mu) / sd, np.ones((len(Ft), 1))])
+    Xs = np.hstack([(Fs - mu) / sd, np.ones((len(Fs), 1))])
+    classes = np.unique(y_train)
+    Y = (np.asarray(y_train)[:, None] == classes[None, :]).astype(np.float64)
+    A = Xt.T @ Xt + ridge * len(Xt) * np.eye(Xt.shape[1])
+    W = np.linalg.solve(A, Xt.T @ Y)
+    pred = classes[np.argmax(Xs @ W, axis=1)]
+    return float(np.mean(pred == np.asarray(y_test)))
+
+
+# ----------------------------------------------------------------------------- data
+
+def _tensors(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(X as float32 N x C x H x W, y as int64 or None) from a deepspan Dataset, an (X, y) pair or an array."""
+    if data is None:
+        raise InputError(f"{name} is None; pass a deepspan Dataset, an (X, y) pair, a tensor or an array.")
+    if hasattr(data, "X") and not isinstance(data, (torch.Tensor, np.ndarray)):
+        X, y = data.X, getattr(data, "y", None)
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        X, y = data
+    else:
+        X, y = data, None
+    X = torch.as_tensor(np.ascontiguousarray(X) if isinstance(X, np.ndarray) else X).to(torch.float32)
+    if X.ndim == 3:
+        X = X[:, None]
+    if X.ndim != 4:
+        raise InputError(f"{name} must hold images N x H x W or N x C x H x W, got shape {tuple(X.shape)}.")
+    if len(X) == 0:
+        raise InputError(f"{name} has no samples.")
+    if not torch.isfinite(X).all():
+        raise InputError(f"{name} contains NaN or Inf values; clean the images first.")
+    if y is not None:
+        y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).to(torch.int64).reshape(-1)
+        if len(y) != len(X):
+            raise InputError(f"{name} has {len(X)} images but {len(y)} labels.")
+    return X, y
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+class _Evaluator:
+    """Loss on a fixed subset, accuracies / linear probe; uses its own generator, never the training one."""
+
+    def __init__(self, paradigm: str, X: torch.Tensor, y: torch.Tensor | None, test: tuple | None,
+                 eval_size: int, batch_size: int, temperature: float, augment: Callable | None, seed: int) -> None:
+        self.paradigm, self.batch_size, self.temperature, self.augment = paradigm, batch_size, temperature, augment
+        self.seed = seed
+        n = min(len(X), eval_size)
+        self.X, self.y = X[:n], (None if y is None else y[:n])
+        self.test = test
+        self.enabled = eval_size > 0
+
+    def _batches(self, X: torch.Tensor):
+        for i in range(0, len(X), self.batch_size):
+            yield X[i : i + self.batch_size]
+
+    @torch.no_grad()
+    def loss(self, model: nn.Module) -> float:
+        g = torch.Generator().manual_seed(self.seed + 7919)  # fixed views, independent of training
+        total, count = 0.0, 0
+        for i, xb in enumerate(self._batches(self.X)):
+            yb = None if self.y is None else self.y[i * self.batch_size : i * self.batch_size + len(xb)]
+            total += float(_loss(model, self.paradigm, xb, yb, self.temperature, self.augment, g)) * len(xb)
+            count += len(xb)
+        return total / count
+
+    @torch.no_grad()
+    def accuracy(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+        correct = 0
+        for i, xb in enumerate(self._batches(X)):
+            correct += int((model(xb).argmax(1) == y[i * self.batch_size : i * self.batch_size + len(xb)]).sum())
+        return correct / len(X)
+
+    def features(self, model: nn.Module, X: torch.Tensor) -> np.ndarray:
+        from deepspan.features import extract
+
+        fs = extract(model, X, model.feature_layer, policy="flatten", batch_size=self.batch_size, progress=False)
+        return fs.features[model.feature_layer]
+
+    def __call__(self, model: nn.Module) -> dict:
+        if not self.enabled:
+            return {}
+        was_training = model.training
+        model.eval()
+        try:
+            out: dict[str, Any] = {"eval_loss": self.loss(model)}
+            if self.paradigm == "supervised":
+                out["train_accuracy"] = self.accuracy(model, self.X, self.y)
+                if self.test is not None and self.test[1] is not None:
+                    out["test_accuracy"] = self.accuracy(model, *self.test)
+            elif self.y is not None and hasattr(model, "feature_layer"):
+                if self.test is not None and self.test[1] is not None:
+                    Xa, ya, Xb, yb = self.X, self.y, self.test[0], self.test[1]
+                else:
+                    h = len(self.X) // 2
+                    Xa, ya, Xb, yb = self.X[:h], self.y[:h], self.X[h:], self.y[h:]
+                if len(Xa) and len(Xb):
+                    out["probe_accuracy"] = linear_probe(self.features(model, Xa), ya.numpy(),
+                                                         self.features(model, Xb), yb.numpy())
+            return out
+        finally:
+            model.train(was_training)
+
+
+def _loss(model: nn.Module, paradigm: str, xb: torch.Tensor, yb: torch.Tensor | None, temperature: float,
+          augment: Callable | None, g: torch.Generator) -> torch.Tensor:
+    if paradigm == "simclr":
+        v1, v2 = augment(xb, g), augment(xb, g)
+        z = model(torch.cat([v1, v2]))
+        return nt_xent(z[: len(xb)], z[len(xb) :], temperature)
+    if augment is not None:
+        xb = augment(xb, g)
+    if paradigm == "supervised":
+        return F.cross_entropy(model(xb), yb)
+    return F.mse_loss(model(xb), xb)
+
+
+# ----------------------------------------------------------------------------- files
+
+def _save_state(path: Path, obj: Any) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_manifest(out_dir: str | Path) -> dict:
+    """The parsed ``manifest.json`` of a run folder (an InputError names the problem if it is missing or broken)."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{path} does not exist; is {out_dir} the out_dir of a deepspan.zoo.train run?")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); the run folder is damaged.") from exc
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("checkpoints"), list):
+        raise InputError(f"{path} is not a deepspan.zoo run manifest (format {manifest.get('format')!r}).")
+    return manifest
+
+
+# ----------------------------------------------------------------------------- trainer
+
+def _make_optimizer(model: nn.Module, name: str, lr: float | None, momentum: float, weight_decay: float):
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=0.05 if lr is None else lr, momentum=momentum,
+                               weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=1e-3 if lr is None else lr, weight_decay=weight_decay)
+    raise InputError(f"unknown optimizer {name!r}; choose 'sgd' or 'adam'.")
+
+
+def train(
+    model: nn.Module,
+    data: Any,
+    paradigm: str = "supervised",
+    epochs: int = 1,
+    batch_size: int = 64,
+    optimizer: str = "sgd",
+    lr: float | None = None,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    checkpoint_iterations: Sequence[int] = DEFAULT_CHECKPOINT_ITERATIONS,
+    test_data: Any = None,
+    progress: bool | None = None,
+    *,
+    temperature: float = 0.5,
+    augment: Callable | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    eval_size: int = 1000,
+    callback: Callable[[dict, nn.Module], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` in place and return a :class:`TrainResult` (see the module docstring).
+
+    Parameters
+    ----------
+    data, test_data : a deepspan ``Dataset``, an ``(X, y)`` pair, or images (N x H x W or N x C x H x W).
+    paradigm : ``"supervised"`` (cross-entropy), ``"autoencoder"`` (reconstruction MSE) or
+        ``"simclr"`` (NT-Xent with ``temperature``, Chen et al. 2020).
+    optimizer, lr, momentum, weight_decay : ``"sgd"`` (default lr 0.05, momentum 0.9) or ``"adam"`` (lr 1e-3).
+    seed : seeds ``torch.manual_seed`` and the generator for shuffling and augmentation.
+    out_dir : write checkpoints, ``manifest.json`` and ``resume.pt`` here; an existing run with the
+        same configuration is resumed from its last complete epoch.
+    checkpoint_iterations : global steps inside the first epoch that get an ``e0-i<k>`` checkpoint.
+    augment : ``augment(x, generator)`` applied to training batches (default: none, except
+        :class:`~deepspan.zoo.augment.Augment` for SimCLR's two views).
+    eval_size : samples of ``data`` used for the evaluation loss and accuracies (0: no evaluation).
+    progress : tqdm bars with loss/accuracy (default: only when stderr is a terminal).
+    callback : ``callback(record, model)`` after each checkpoint record (also without ``out_dir``).
+    """
+    if paradigm not in PARADIGMS:
+        raise InputError(f"unknown paradigm {paradigm!r}; choose one of {', '.join(PARADIGMS)}.")
+    if epochs < 0 or batch_size < 1:
+        raise InputError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}.")
+    X, y = _tensors(data, "data")
+    if paradigm == "supervised" and y is None:
+        raise InputError("supervised training needs labels; pass a Dataset with y or an (X, y) pair.")
+    test = _tensors(test_data, "test_data") if test_data is not None else None
+    if paradigm == "simclr" and augment is None:
+        from deepspan.zoo.augment import Augment
+
+        augment = Augment()
+    n = len(X)
+    steps_per_epoch = math.ceil(n / batch_size)
+    within = sorted({int(k) for k in checkpoint_iterations if 0 < int(k) < steps_per_epoch})
+    config = {"paradigm": paradigm, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "seed": seed,
+              "temperature": temperature if paradigm == "simclr" else None, "momentum": momentum,
+              "weight_decay": weight_decay, "n_samples": n, "model": type(model).__name__,
+              "augment": None if augment is None else repr(augment), "checkpoint_iterations": within,
+              "eval_size": eval_size}
+    evaluator = _Evaluator(paradigm, X, y, test, eval_size, 256, temperature, augment, seed)
+
+    previous_det = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        torch.manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)
+        opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
+        out = Path(out_dir) if out_dir is not None else None
+        records: list[dict] = []
+        start_epoch = 0
+        resumed_from = None
+
+        def write_manifest(complete: bool) -> None:
+            if out is not None:
+                atomic_write_json(out / MANIFEST, {"format": FORMAT, "config": config, "epochs": epochs,
+                                                   "steps_per_epoch": steps_per_epoch, "complete": complete,
+                                                   "checkpoints": records})
+
+        def save_resume(epoch: int) -> None:
+            if out is not None:
+                _save_state(out / RESUME, {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                           "generator": g.get_state(), "torch_rng": torch.get_rng_state(),
+                                           "records": json.dumps(records), "config": json.dumps(config)})
+
+        def checkpoint(label: str, epoch: int, iteration: int, loss: float | None) -> dict:
+            rec = {"label": label, "file": f"{label}.pt", "epoch": epoch, "iteration": iteration, "loss": loss}
+            rec.update(evaluator(model))
+            records.append(rec)
+            if out is not None:
+                _save_state(out / rec["file"], model.state_dict())
+            return rec
+
+        if out is not None and (out / RESUME).is_file():
+            try:
+                state = torch.load(out / RESUME, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise InputError(f"{out / RESUME} cannot be read ({type(exc).__name__}); delete the run folder "
+                                 f"or choose another out_dir.") from exc
+            old = json.loads(state["config"])
+            if old != config:
+                diff = {k: (old.get(k), config.get(k)) for k in set(old) | set(config) if old.get(k) != config.get(k)}
+                raise InputError(f"{out} holds a run with another configuration (saved vs now: {diff}); "
+                                 f"use a new out_dir or the same settings to resume.")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            g.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            records = json.loads(state["records"])
+            start_epoch = int(state["epoch"])
+            resumed_from = records[-1]["label"] if records else None
+            write_manifest(start_epoch >= epochs)
+        elif out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        if start_epoch == 0 and not records:
+            rec = checkpoint("init", 0, 0, None)
+            save_resume(0)
+            write_manifest(epochs == 0)
+            if callback is not None:
+                callback(rec, model)
+
+        show = progress if progress is not None else sys.stderr.isatty()
+        from tqdm.auto import tqdm
+
+        model.train()
+        step = start_epoch * steps_per_epoch
+        for epoch in range(start_epoch + 1, epochs + 1):
+            perm = torch.randperm(n, generator=g)
+            run_loss, run_n = 0.0, 0
+            bar = tqdm(range(steps_per_epoch), disable=not show, leave=False,
+                       desc=f"{paradigm} epoch {epoch}/{epochs}", file=sys.stderr)
+            for b in bar:
+                idx = perm[b * batch_size : (b + 1) * batch_size]
+                xb, yb = X[idx], (None if y is None else y[idx])
+                loss = _loss(model, paradigm, xb, yb, temperature, augment, g)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                lv = float(loss.detach())
+                if not math.isfinite(lv):
+                    raise InputError(f"the training loss became {lv} at step {step}; lower the learning rate (lr={lr}).")
+                run_loss += lv * len(idx)
+                run_n += len(idx)
+                if show:
+                    bar.set_postfix(loss=f"{run_loss / run_n:.4f}")
+                if epoch == 1 and step in within:
+                    rec = checkpoint(f"e0-i{step}", 0, step, run_loss / run_n)
+                    model.train()
+                    write_manifest(False)
+                    if callback is not None:
+                        callback(rec, model)
+            bar.close()
+            rec = checkpoint(f"e{epoch}", epoch, step, run_loss / max(run_n, 1))
+            save_resume(epoch)
+            write_manifest(epoch == epochs)
+            if show:
+                acc = {k: f"{v:.3f}" for k, v in rec.items() if k.endswith("accuracy")}
+                tqdm.write(f"epoch {epoch}/{epochs}: loss {rec['loss']:.4f} " +
+                           " ".join(f"{k} {v}" for k, v in acc.items()), file=sys.stderr)
+            if callback is not None:
+                callback(rec, model)
+        model.eval()
+        return TrainResult(model, records, out, resumed_from)
+    finally:
+        torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)

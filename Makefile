@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/match.py
 	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/zoo_epochs.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

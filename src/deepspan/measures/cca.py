@@ -32,20 +32,13 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from deepspan.errors import InputError, SampleMismatchError
-from deepspan.measures.cka import _finite
+from deepspan.errors import InputError
+from deepspan.measures.cka import _pair
 
 __all__ = ["canonical_correlations", "cca", "cca_mean_sq", "svcca", "pwcca", "procrustes", "shape_angle"]
 
 #: Singular values below rank_tol * s_max are dropped when forming a basis.
 RANK_TOL = 1e-10
-
-
-def _pair(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
-    A, B = _finite(X, "X"), _finite(Y, "Y")
-    if A.shape[0] != B.shape[0]:
-        raise SampleMismatchError(f"X has {A.shape[0]} samples but Y has {B.shape[0]}; compare the same samples.")
-    return A, B
 
 
 def _basis(A: np.ndarray, rank_tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -50,7 +50,7 @@ def _finite(X: Any, name: str) -> np.ndarray:
 def _pair(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
     A, B = _finite(X, "X"), _finite(Y, "Y")
     if A.shape[0] != B.shape[0]:
-        raise SampleMismatchError(f"X has {A.shape[0]} samples but Y has {B.shape[0]}; CKA compares the same samples.")
+        raise SampleMismatchError(f"X has {A.shape[0]} samples but Y has {B.shape[0]}; compare the same samples.")
     return A, B
 
 

@@ -179,7 +179,11 @@ def pvector(
     Liu et al., Machine Learning 111 (2022), arXiv:2110.02863.
     """
     A = as_feature_matrix(F, check_values=False)  # top_singular detects NaN/Inf and zeros itself
-    n_values = min(check_rank_request(n_values, 10**18, 10**18, "n_values"), *A.shape)
+    if isinstance(n_values, bool) or not isinstance(n_values, (int, np.integer)):
+        raise InputError(f"n_values must be a positive integer, got {n_values!r}.")
+    if n_values < 1:
+        raise InputError(f"n_values must be at least 1, got {n_values}.")
+    n_values = min(int(n_values), *A.shape)  # more values than min(N, d) are simply not there
     t = top_singular(A, 1, center=center, method=method, n_values=n_values, tol=tol, seed=seed)
     p = PVector(
         u=t.U[:, 0],

@@ -1,0 +1,1 @@
+"""Figures (matplotlib) and a self-contained HTML report, drawn from saved results only (no torch here)."""

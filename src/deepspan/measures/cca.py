@@ -4,8 +4,10 @@ CCA. For X (n x p1), Y (n x p2), column-centered by default, with orthonormal
 bases Q_x, Q_y of their column spans (thin SVD with a relative rank cut-off
 ``rank_tol``, so constant, duplicated and dependent columns are dropped by a
 stated rule), the canonical correlations are the singular values rho_i of
-Q_x^T Q_y. Summaries: mean rho (``cca``) and mean rho^2 over min(p1, p2)
-(``cca_mean_sq``, Kornblith et al. 2019's R^2_CCA; its published demo value
+Q_x^T Q_y; there are min(rank X, rank Y) of them. Summaries: mean rho (``cca``) and mean rho^2
+(``cca_mean_sq``, Kornblith et al. 2019's R^2_CCA, whose divisor min(p1, p2) equals min(rank X, rank Y)
+for full-rank inputs; dividing by the ranks keeps cca(X, X) = 1 when X has dead or duplicated
+neurons; its published demo value
 0.54312 is for *uncentered* inputs: ``center=False``).
 
 SVCCA (Raghu, Gilmer, Yosinski, Sohl-Dickstein, NeurIPS 2017): reduce each
@@ -65,17 +67,15 @@ def canonical_correlations(X: Any, Y: Any, center: bool = True, rank_tol: float 
 
 
 def cca(X: Any, Y: Any, center: bool = True) -> float:
-    """Mean canonical correlation over min(p1, p2) (missing correlations of rank-deficient sides count as 0)."""
-    A, B = _pair(X, Y)
-    rho = canonical_correlations(A, B, center)
-    return float(rho.sum() / min(A.shape[1], B.shape[1]))
+    """Mean of the min(rank X, rank Y) canonical correlations (0 when a side is constant)."""
+    rho = canonical_correlations(X, Y, center)
+    return float(rho.mean()) if rho.size else 0.0
 
 
 def cca_mean_sq(X: Any, Y: Any, center: bool = True) -> float:
-    """Mean squared canonical correlation ||Q_y^T Q_x||_F^2 / min(p1, p2) (Kornblith et al.'s R^2_CCA)."""
-    A, B = _pair(X, Y)
-    rho = canonical_correlations(A, B, center)
-    return float((rho**2).sum() / min(A.shape[1], B.shape[1]))
+    """Mean squared canonical correlation ||Q_y^T Q_x||_F^2 / min(rank X, rank Y) (Kornblith et al.'s R^2_CCA)."""
+    rho = canonical_correlations(X, Y, center)
+    return float((rho**2).mean()) if rho.size else 0.0
 
 
 def _reduce(A: np.ndarray, dims: int | None, variance: float | None) -> np.ndarray:

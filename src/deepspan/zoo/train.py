@@ -136,7 +136,9 @@ def _tensors(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         X, y = data
     else:
         X, y = data, None
-    X = torch.as_tensor(np.ascontiguousarray(X) if isinstance(X, np.ndarray) else X).to(torch.float32)
+    if isinstance(X, np.ndarray):  # a copy when read-only (cached / memory-mapped arrays): torch needs writable
+        X = np.ascontiguousarray(X) if X.flags.writeable else np.array(X)
+    X = torch.as_tensor(X).to(torch.float32)
     if X.ndim == 3:
         X = X[:, None]
     if X.ndim != 4:
@@ -146,7 +148,7 @@ def _tensors(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     if not torch.isfinite(X).all():
         raise InputError(f"{name} contains NaN or Inf values; clean the images first.")
     if y is not None:
-        y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).to(torch.int64).reshape(-1)
+        y = torch.as_tensor(np.array(y, dtype=np.int64) if not isinstance(y, torch.Tensor) else y).to(torch.int64).reshape(-1)
         if len(y) != len(X):
             raise InputError(f"{name} has {len(X)} images but {len(y)} labels.")
     return X, y

@@ -178,3 +178,31 @@ def test_is_done_depends_on_the_fingerprint(tmp_path):
     res.provenance["config_fingerprint"] = "other"
     save_result(res, ctx.results_dir)
     assert not is_done(ctx, "convergence")
+
+
+# ---------------------------------------------------------------- shared-product triplets == top_singular
+@pytest.mark.parametrize("shape", [(120, 30), (40, 300), (50, 50)])
+def test_layer_triplets_equal_top_singular(shape):
+    from deepspan.experiments.context import layer_triplets
+    from deepspan.linalg import top_singular
+
+    rng = np.random.default_rng(sum(shape))
+    F = np.maximum(rng.standard_normal(shape) + 0.3 * rng.standard_normal(shape[1]), 0).astype(np.float32)
+    got = layer_triplets(F, n_vectors=3, n_values=10)
+    for center in (False, True):
+        ref = top_singular(F, k=3, center=center, n_values=10, method="exact")
+        u, s, total = got[center]
+        assert np.allclose(s, ref.s, rtol=1e-9, atol=1e-9 * ref.s[0])
+        assert np.allclose(u, ref.U, atol=1e-7)          # same vectors, same sign rule
+        assert total == pytest.approx(ref.total_energy, rel=1e-10)
+
+
+def test_layer_triplets_pad_small_matrices():
+    from deepspan.experiments.context import layer_triplets
+
+    F = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [3.0, 0.0]])
+    u, s, total = layer_triplets(F, n_vectors=3, n_values=10)[False]
+    ref = np.linalg.svd(F, compute_uv=False)
+    assert u.shape == (4, 3) and s.shape == (10,)
+    assert np.allclose(s[:2], ref) and np.all(s[2:] == 0) and np.all(u[:, 2] == 0)
+    assert total == pytest.approx(np.sum(F**2))

@@ -186,7 +186,11 @@ class ReproContext:
                 return m
         spec = spec or self.spec(name)
         seed = self.seed_of(name) if seed is None else seed
-        model = self.build(name, spec)
+        import torch
+
+        with torch.random.fork_rng():  # seeded initial weights, without touching the caller's RNG state
+            torch.manual_seed(seed)
+            model = self.build(name, spec)
         train(model, self.train if data is None else data, paradigm=spec.paradigm, epochs=epochs,
               batch_size=self.cfg.batch_size, optimizer=spec.optimizer, lr=spec.lr, seed=seed, out_dir=folder,
               checkpoint_iterations=self.cfg.iterations if iterations is None else iterations,
@@ -240,7 +244,6 @@ class ReproContext:
             except (OSError, ValueError, KeyError):
                 path.unlink()  # damaged cache file: recompute
         from deepspan.features import extract
-        from deepspan.linalg import top_singular
 
         model = self.load(name, label, spec)
         layers = self.layers(name, spec)
@@ -248,16 +251,10 @@ class ReproContext:
         packed: dict[str, np.ndarray] = {}
         for layer in layers:
             F = fs.features[layer]
-            for center in (False, True):
-                k = min(N_VECTORS, *F.shape)
-                t = top_singular(F, k=k, center=center, n_values=min(N_VALUES, *F.shape))
-                u = np.zeros((F.shape[0], N_VECTORS))
-                u[:, :k] = t.U[:, :k]
-                s = np.zeros(N_VALUES)
-                s[: len(t.s)] = t.s
+            for center, (u, s, total) in layer_triplets(F).items():
                 packed[f"{layer}|{int(center)}|u"] = u
                 packed[f"{layer}|{int(center)}|s"] = s
-                packed[f"{layer}|{int(center)}|total"] = np.array(t.total_energy)
+                packed[f"{layer}|{int(center)}|total"] = np.array(total)
             if layer == self.feature_layer(name, spec):
                 atomic_save_npy(self._feat_path(name, label, layer), F.astype(np.float32))
         import io
@@ -285,16 +282,8 @@ class ReproContext:
 
     @cached_property
     def _data_triplets(self) -> dict[bool, dict[str, np.ndarray]]:
-        from deepspan.linalg import top_singular
-
-        X = self.probe.X.reshape(len(self.probe), -1).astype(np.float64)
-        out = {}
-        for center in (False, True):
-            t = top_singular(X, k=N_VECTORS, center=center, n_values=N_VALUES)
-            s = np.zeros(N_VALUES)
-            s[: len(t.s)] = t.s
-            out[center] = {"u": t.U, "s": s, "total": t.total_energy}
-        return out
+        X = self.probe.X.reshape(len(self.probe), -1)
+        return {c: {"u": u, "s": s, "total": t} for c, (u, s, t) in layer_triplets(X).items()}
 
     def data_u(self, center: bool) -> np.ndarray:
         """Data P-vector(s) of the probe images (N x 3: u_1..u_3)."""
@@ -302,6 +291,59 @@ class ReproContext:
 
     def data_s(self, center: bool) -> np.ndarray:
         return self._data_triplets[center]["s"]
+
+
+def layer_triplets(F: Any, n_vectors: int = N_VECTORS, n_values: int = N_VALUES
+                   ) -> dict[bool, tuple[np.ndarray, np.ndarray, float]]:
+    """Top singular triplets of F (N x d), uncentered and column-centered, from ONE float64 Gram product.
+
+    For d <= N the Gram G = F^T F (centered: G - N mu mu^T), else the kernel K = F F^T (centered:
+    H K H with H = I - 11^T/N); ``scipy.linalg.eigh`` of only the top ``n_values`` eigenpairs, then
+    u = F_c v / sigma on the Gram side. Signs follow deepspan's rule (``orient_signs``). Returns
+    ``{centered: (U (N x n_vectors, zero-padded), s (n_values, zero-padded), ||F_c||_F^2)}``.
+    Equal to ``deepspan.top_singular`` (tested); sharing the product between the two centerings
+    halves the work, which dominates the reproduction's probe statistics.
+    """
+    import scipy.linalg
+
+    from deepspan.linalg import as_feature_matrix, orient_signs
+
+    F = np.asarray(as_feature_matrix(F, "features"), dtype=np.float64)
+    N, d = F.shape
+    mu = F.mean(0)
+    gram = d <= N
+    P = F.T @ F if gram else F @ F.T
+    out: dict[bool, tuple[np.ndarray, np.ndarray, float]] = {}
+    for center in (False, True):
+        if not center:
+            M = P
+        elif gram:
+            M = P - N * np.outer(mu, mu)
+        else:
+            r = P.mean(0)
+            M = P - r[None, :] - r[:, None] + r.mean()
+        m = M.shape[0]
+        nv = min(n_values, m)
+        w, Q = scipy.linalg.eigh(M, subset_by_index=[m - nv, m - 1], check_finite=False)
+        w, Q = np.clip(w[::-1], 0.0, None), Q[:, ::-1]
+        total = float(max(np.trace(M), 0.0))
+        sig = np.sqrt(w)
+        k = min(n_vectors, nv)
+        floor = 1e-7 * sig[0] if sig.size and sig[0] > 0 else np.inf
+        if gram:
+            Fc = F - mu if center else F
+            keep = sig[:k] > floor
+            U = np.zeros((N, k))
+            U[:, keep] = (Fc @ Q[:, :k][:, keep]) / sig[:k][keep]
+        else:
+            U = Q[:, :k].copy()
+        U = orient_signs(U)[0]
+        u_out = np.zeros((N, n_vectors))
+        u_out[:, :k] = U
+        s_out = np.zeros(n_values)
+        s_out[:nv] = np.where(sig >= floor, sig, 0.0)
+        out[center] = (u_out, s_out, total)
+    return out
 
 
 def _unpack(packed: dict[str, np.ndarray]) -> dict[tuple[str, bool], dict[str, np.ndarray]]:

@@ -8,6 +8,7 @@ interrupted reproduction continues where it stopped. ``only`` restricts the run 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -66,6 +67,35 @@ def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-re
         experiment_module(n)  # validates the name before any work
     ctx = ReproContext(cfg, out, progress=progress)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    with _one_blas_thread():
+        results = _run_all(ctx, names, say)
+    if report:
+        from deepspan.report import write_report
+
+        path = write_report(ctx.out)
+        say(f"report: {path}")
+    return results
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Run numpy/scipy BLAS on one thread while torch keeps its own pool.
+
+    Measured here: with torch's OpenMP pool and OpenBLAS's pool both on 2 cores, the
+    small LAPACK calls between forward passes (SVDs of CCA, eigh, matching) ran 10-100x
+    slower (busy-waiting pools fighting for the cores); one BLAS thread removes that.
+    threadpoolctl comes with scikit-learn; without it this is a no-op.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _run_all(ctx: ReproContext, names: list[str], say: Callable[[str], Any]) -> dict[str, ExperimentResult]:
     results: dict[str, ExperimentResult] = {}
     from tqdm.auto import tqdm
 
@@ -84,9 +114,4 @@ def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-re
         results[n] = res
         say(f"[{n}] {res.verdict} ({res.provenance['seconds']:.1f} s)")
     bar.close()
-    if report:
-        from deepspan.report import write_report
-
-        path = write_report(ctx.out)
-        say(f"report: {path}")
     return results

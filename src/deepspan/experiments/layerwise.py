@@ -1,0 +1,189 @@
+"""Experiment 3 -- the angle between each layer's P-vector and the data P-vector, over depth and training.
+
+Liu, Xiong, Wang, An, Wu, Dou, "Exploring the Common Principal Subspace of Deep Features in Neural
+Networks", Machine Learning 111 (2022), arXiv 2110.02863, and the ICLR 2021 submission "Empirical Studies
+on the Convergence of Feature Spaces in Deep Learning" (the case study connecting P-vectors to the data
+distribution). Issue 8 summarises the layer-wise finding as: the angle to the data P-vector rises
+through the layers early in training and falls late.
+
+For every zoo model and every epoch of ``cfg.layerwise_epochs`` that was trained (0 = the ``init``
+checkpoint, k = ``e<k>``), deepspan measures the angle between the P-vector of every block layer
+(conv outputs flattened, on the fixed probe) and the data P-vector of the probe images (the top left
+singular vector of the flattened pixels). Depth is the position of a layer on the path from the input
+to the model's feature layer (1 = the first block); the layers after the feature layer (the decoder of
+the autoencoder, the projection head of SimCLR) are in the table and figure but not in the rule,
+because they do not lie on the input-to-representation path. The claims are judged on uncentered
+features (the paper's plain SVD); centered angles are in the table and the figure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deepspan.experiments.context import ReproContext
+from deepspan.experiments.results import Claim, ExperimentResult, Measured, verdict_from
+from deepspan.linalg import angle
+
+NAME = "layerwise"
+TITLE = "Layer-wise angle to the data P-vector over training"
+
+EARLY_EPOCH = 1   # "early in training": the end of the first epoch (the init checkpoint is reported beside it)
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman rank correlation of two equally long sequences (average ranks for ties); NaN if undefined.
+
+    Undefined when fewer than two points or one side is constant.
+    """
+    from scipy.stats import rankdata
+
+    a = np.asarray(x, dtype=float)
+    b = np.asarray(y, dtype=float)
+    if a.shape != b.shape or a.size < 2 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return float("nan")
+    ra, rb = rankdata(a), rankdata(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = float(np.sqrt((ra @ ra) * (rb @ rb)))
+    return float(ra @ rb / den) if den > 0 else float("nan")
+
+
+def epoch_label(epoch: int) -> str:
+    return "init" if epoch == 0 else f"e{epoch}"
+
+
+def run(ctx: ReproContext) -> ExperimentResult:
+    names = ctx.cfg.names
+    for name in names:
+        ctx.ensure_trained(name)
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        labels = {r["label"] for r in ctx.checkpoints(name)}
+        layers = ctx.layers(name)
+        feat = ctx.feature_layer(name)
+        cut = layers.index(feat)
+        for epoch in ctx.cfg.layerwise_epochs:
+            label = epoch_label(epoch)
+            if label not in labels:
+                continue  # not trained to this epoch at this scale
+            tri = ctx.triplets(name, label)
+            for i, layer in enumerate(layers):
+                for center in (False, True):
+                    u = tri[(layer, center)]["u"][:, 0]
+                    rows.append({"model": name, "epoch": epoch, "checkpoint": label, "layer": layer,
+                                 "depth": i + 1, "in_path": i <= cut, "is_feature": layer == feat,
+                                 "centered": center, "angle": angle(u, ctx.data_u(center)[:, 0])})
+    trends = depth_trends(rows)
+    claims = _claims(trends, names)
+    epochs = sorted({r["epoch"] for r in rows})
+    return ExperimentResult(
+        name=NAME, title=TITLE, paper="Liu et al. 2022",
+        summary=(f"Angle between each block layer's P-vector and the data P-vector of {len(ctx.probe)} probe "
+                 f"images, for {len(names)} models at epochs {', '.join(str(e) for e in epochs)} "
+                 f"(0 = initialisation); depth trend = Spearman correlation of depth and angle over the layers "
+                 f"from the input to the feature layer."),
+        claims=claims, tables={"angles": rows, "trends": trends}, provenance=ctx.provenance())
+
+
+def depth_trends(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, epoch, centered): Spearman(depth, angle) over the in-path layers and the deepest angle."""
+    out = []
+    keys = list(dict.fromkeys((r["model"], r["epoch"], r["centered"]) for r in rows))
+    for model, epoch, center in keys:
+        sel = sorted((r for r in rows if r["model"] == model and r["epoch"] == epoch and r["centered"] == center
+                      and r["in_path"]), key=lambda r: r["depth"])
+        out.append({"model": model, "epoch": epoch, "centered": center, "n_layers": len(sel),
+                    "rho_depth_angle": spearman([r["depth"] for r in sel], [r["angle"] for r in sel]),
+                    "first_angle": sel[0]["angle"] if sel else None,
+                    "deepest_angle": sel[-1]["angle"] if sel else None})
+    return out
+
+
+def judge(trends: list[dict[str, Any]], names: list[str], early: int = EARLY_EPOCH,
+          center: bool = False) -> dict[str, Any]:
+    """The per-model checks of both claims (uncentered by default), from the ``trends`` rows.
+
+    early rise: rho(depth, angle) > 0 at ``early``; late fall, strict: rho < 0 at the last epoch;
+    late fall, weak: rho at the last epoch < rho at ``early``, or the deepest in-path layer's angle at the
+    last epoch < its angle at ``early``.
+    """
+    res: dict[str, Any] = {"models": {}, "rise": 0, "fall_strict": 0, "fall_weak": 0, "n": 0}
+    for name in names:
+        t = {r["epoch"]: r for r in trends if r["model"] == name and r["centered"] == center}
+        if early not in t or t[early]["n_layers"] < 2:
+            continue
+        last = max(t)
+        if last <= early:
+            continue
+        res["n"] += 1
+        re, rl = t[early]["rho_depth_angle"], t[last]["rho_depth_angle"]
+        d = {"rho_init": t[0]["rho_depth_angle"] if 0 in t else None, "rho_early": re, "rho_last": rl,
+             "last_epoch": last, "deepest_early": t[early]["deepest_angle"], "deepest_last": t[last]["deepest_angle"],
+             "rise": bool(np.isfinite(re) and re > 0), "fall_strict": bool(np.isfinite(rl) and rl < 0),
+             "fall_weak": bool((np.isfinite(re) and np.isfinite(rl) and rl < re)
+                               or t[last]["deepest_angle"] < t[early]["deepest_angle"])}
+        res["models"][name] = d
+        res["rise"] += d["rise"]
+        res["fall_strict"] += d["fall_strict"]
+        res["fall_weak"] += d["fall_weak"]
+    return res
+
+
+def fall_verdict(strict: int, weak: int, n: int) -> str:
+    """Reproduced if every model's depth trend is negative at the last epoch (``strict`` == ``n``); partly if
+    at least one model passes the weak or the strict check; else not reproduced."""
+    if n <= 0:
+        return verdict_from(0, 1)
+    if strict == n:
+        return "reproduced"
+    return "partly" if weak > 0 or strict > 0 else "not reproduced"
+
+
+def _claims(trends: list[dict[str, Any]], names: list[str]) -> list[Claim]:
+    j = judge(trends, names)
+    jc = judge(trends, names, center=True)
+    n = j["n"]
+    m1: list[Measured] = []
+    m2: list[Measured] = []
+    for name, d in j["models"].items():
+        if d["rho_init"] is not None:
+            m1.append(Measured(f"{name}_rho_init", f"{name}: Spearman(depth, angle) at initialisation", d["rho_init"]))
+        m1.append(Measured(f"{name}_rho_e{EARLY_EPOCH}", f"{name}: Spearman(depth, angle) after epoch {EARLY_EPOCH}",
+                           d["rho_early"]))
+        m2 += [Measured(f"{name}_rho_last", f"{name}: Spearman(depth, angle) after epoch {d['last_epoch']}",
+                        d["rho_last"]),
+               Measured(f"{name}_deepest_change",
+                        f"{name}: feature-layer angle, epoch {d['last_epoch']} minus epoch {EARLY_EPOCH}",
+                        d["deepest_last"] - d["deepest_early"], "deg")]
+    if n == 0:
+        rule_note = "no model has two or more layers on its input-to-feature path and a later epoch"
+        v1 = v2 = "not reproduced"
+    else:
+        rule_note = ""
+        v1 = verdict_from(j["rise"], n)
+        v2 = fall_verdict(j["fall_strict"], j["fall_weak"], n)
+    cen = (f"Centered features: {jc['rise']}/{jc['n']} models rise at epoch {EARLY_EPOCH}, "
+           f"{jc['fall_strict']}/{jc['n']} fall through the layers at the last epoch.")
+    return [
+        Claim("c1", quote=("early in training, the angle between a layer's P-vector and the data P-vector rises "
+                           "through the layers (paraphrase)"),
+              source="Liu et al. 2022 / ICLR 2021 submission, the P-vector-to-data case study (paraphrase, as "
+                     "summarised in issue 8: \"rises through the layers early in training\")",
+              rule=(f"per model, uncentered: the Spearman correlation between layer depth (input to feature layer) "
+                    f"and the angle to the data P-vector after epoch {EARLY_EPOCH} is > 0; reproduced if every "
+                    f"model passes, partly if some do ({j['rise']}/{n} passed)"),
+              verdict=v1, measured=m1, note=(rule_note + " " + cen).strip()),
+        Claim("c2", quote=("late in training, the angle to the data P-vector falls through the layers (paraphrase)"),
+              source="Liu et al. 2022 / ICLR 2021 submission, the P-vector-to-data case study (paraphrase, as "
+                     "summarised in issue 8: \"falls late\")",
+              rule=(f"per model, uncentered, at the last trained epoch of the layer-wise schedule: strict = "
+                    f"Spearman(depth, angle) < 0; weak = that correlation is below its epoch-{EARLY_EPOCH} value, or "
+                    f"the feature-layer angle is below its epoch-{EARLY_EPOCH} value; "
+                    f"reproduced if every model passes strict ({j['fall_strict']}/{n}), partly if at least one "
+                    f"passes weak or strict ({j['fall_weak']}/{n} weak), else not reproduced"),
+              verdict=v2, measured=m2,
+              note=(rule_note + " The 'falls late' wording is read as the angle falling through the layers late "
+                    "in training; the feature-layer angle change between the early and the last epoch is "
+                    "reported beside it. " + cen).strip()),
+    ]

@@ -1,0 +1,473 @@
+"""The self-contained HTML report of ``deepspan reproduce``, built from saved results only.
+
+:func:`write_report` reads every ``OUT/results/<name>.json`` (format ``deepspan-experiment/1``, read
+as plain dicts: this layer does not import :mod:`deepspan.experiments`), draws each experiment's
+figures with ``deepspan.report.fig_<name>.draw`` where that module exists, and writes
+
+* ``OUT/report.html`` -- one file, no external CSS, JS or fonts; figures embedded as base64 PNG,
+  their SVG (and PNG) files linked; a header (dataset, scale, seed, config fingerprint, versions,
+  total seconds), a summary table (one row per claim) and one ``<section id="exp-<name>">`` per
+  experiment with the claims (quote, source, rule, verdict badge, measured values), the figures with
+  captions and links to the result files;
+* ``OUT/report.json`` -- an index: the sections, every figure (png, svg, caption) and every error.
+
+Every number taken from a result is shown as
+``<span class="num" data-exp="<name>" data-key="<key>" data-value="<repr>">formatted</span>``
+(``key`` a measured key, or ``provenance.<field>``; ``data-exp="*"`` for a total over all results),
+so the shown numbers can be checked against the files. A figure module that fails does not stop the
+report: its section shows the error and ``report.json`` records it.
+
+Figures are redrawn only when what they are drawn from changed (a hash per section, kept in
+``report.json``), so re-running a finished reproduction rewrites the report in moments. Rebuild a
+report from saved results with ``python -m deepspan.report [--redraw] OUT``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from deepspan._io import atomic_write_json, atomic_write_text
+
+__all__ = ["ORDER", "FORMAT", "RESULT_FORMAT", "write_report", "format_value", "main"]
+
+# The order of the sections (the order of deepspan.experiments.reproduce.EXPERIMENTS); results with
+# other names follow, sorted.
+ORDER = ("convergence", "common_subspace", "layerwise", "beyond_top", "generalisation", "subspace_match",
+         "spectrum", "baselines")
+FORMAT = "deepspan-report/1"
+RESULT_FORMAT = "deepspan-experiment/1"
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VERDICT_CLASS = {"reproduced": "v-reproduced", "partly": "v-partly", "not reproduced": "v-not-reproduced"}
+
+_CSS = """
+:root { --fg: #1d2330; --muted: #5b6475; --line: #d9dde5; --bg-soft: #f5f7fa; --accent: #2457a6; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+       color: var(--fg); margin: 0; line-height: 1.45; background: #fff; }
+main { max-width: 1180px; margin: 0 auto; padding: 1.2rem 1.5rem 3rem; }
+header.report { background: var(--bg-soft); border-bottom: 1px solid var(--line); }
+header.report .inner { max-width: 1180px; margin: 0 auto; padding: 1.2rem 1.5rem; }
+h1 { margin: 0 0 .6rem; font-size: 1.7rem; }
+h2 { font-size: 1.35rem; margin: 0 0 .4rem; }
+h3 { font-size: 1.05rem; margin: 1.1rem 0 .4rem; }
+a { color: var(--accent); }
+dl.prov { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; margin: 0; font-size: .92rem; }
+dl.prov dt { color: var(--muted); }
+dl.prov dd { margin: 0; }
+code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .88em; }
+nav.toc { font-size: .92rem; margin: .8rem 0 1.2rem; }
+nav.toc ol { margin: .3rem 0; padding-left: 1.4rem; columns: 2; }
+table { border-collapse: collapse; font-size: .9rem; margin: .4rem 0 .8rem; }
+th, td { border: 1px solid var(--line); padding: .3rem .55rem; text-align: left; vertical-align: top; }
+th { background: var(--bg-soft); }
+td.value { text-align: right; white-space: nowrap; }
+section.experiment { border-top: 2px solid var(--line); padding-top: 1.2rem; margin-top: 1.8rem; }
+.paper, .meta { color: var(--muted); font-size: .92rem; margin: .1rem 0 .5rem; }
+.claim { border: 1px solid var(--line); border-radius: 6px; padding: .2rem 1rem .6rem; margin: .8rem 0; }
+blockquote { margin: .5rem 0; padding: .4rem .9rem; border-left: 4px solid #9fb4d8; background: var(--bg-soft);
+             font-style: italic; }
+blockquote footer { font-style: normal; color: var(--muted); font-size: .85rem; margin-top: .3rem; }
+.rule { font-size: .92rem; }
+.note { font-size: .9rem; color: var(--muted); }
+.badge { display: inline-block; padding: .08rem .55rem; border-radius: 999px; font-size: .8rem; font-weight: 600;
+         font-style: normal; vertical-align: middle; white-space: nowrap; border: 1px solid transparent; }
+.v-reproduced { background: #dff3e4; color: #15603a; border-color: #9fd5b0; }
+.v-partly { background: #fff1d6; color: #7a5200; border-color: #efcd85; }
+.v-not-reproduced { background: #fbe1e1; color: #8c1d1d; border-color: #eba9a9; }
+.v-unknown { background: #e9ebef; color: #444; border-color: #c9ced8; }
+figure { margin: 1rem 0 1.4rem; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+figcaption { font-size: .9rem; color: #333; margin-top: .35rem; max-width: 75rem; }
+.error { border: 1px solid #e3a0a0; background: #fdf0f0; color: #7d1c1c; padding: .5rem .9rem; border-radius: 6px;
+         margin: .8rem 0; }
+.error pre { white-space: pre-wrap; font-size: .8rem; max-height: 18rem; overflow: auto; }
+.warning { border: 1px solid #efcd85; background: #fff8e8; padding: .5rem .9rem; border-radius: 6px; margin: .6rem 0; }
+.files { font-size: .9rem; }
+footer.page { color: var(--muted); font-size: .85rem; margin-top: 2.5rem; }
+"""
+
+
+# ----------------------------------------------------------------------------- formatting
+def format_value(value: Any) -> str:
+    """How a result number is shown: ints (and bools) as they are, floats to 4 significant digits, None as n/a."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, (bool, int)):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _e(text: Any) -> str:
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def _num(exp: str, key: str, value: Any) -> str:
+    """The only way a number from a result enters the page."""
+    return (f'<span class="num" data-exp="{_e(exp)}" data-key="{_e(key)}" data-value="{_e(repr(value))}">'
+            f"{_e(format_value(value))}</span>")
+
+
+def _badge(verdict: str | None, exp: str, claim: str = "") -> str:
+    v = verdict or "unknown"
+    cls = _VERDICT_CLASS.get(v, "v-unknown")
+    return (f'<span class="badge verdict {cls}" data-exp="{_e(exp)}" data-claim="{_e(claim)}" '
+            f'data-verdict="{_e(v)}">{_e(v)}</span>')
+
+
+def _combine(verdicts: list[str]) -> str:
+    if not verdicts:
+        return "unknown"
+    if all(v == "reproduced" for v in verdicts):
+        return "reproduced"
+    if all(v == "not reproduced" for v in verdicts):
+        return "not reproduced"
+    return "partly"
+
+
+def _short_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ----------------------------------------------------------------------------- reading results
+def _ordered_names(results_dir: Path) -> list[str]:
+    names = sorted(p.stem for p in results_dir.glob("*.json") if "__" not in p.stem and not p.stem.startswith("."))
+    known = [n for n in ORDER if n in names]
+    return known + [n for n in names if n not in ORDER]
+
+
+def _load(results_dir: Path, name: str) -> tuple[dict[str, Any], bytes]:
+    path = results_dir / f"{name}.json"
+    raw = path.read_bytes()
+    try:
+        d = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); delete it and re-run "
+                         f"`deepspan reproduce --only {name}`") from None
+    if not isinstance(d, dict) or d.get("format") != RESULT_FORMAT:
+        got = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise ValueError(f"{path} is not a deepspan experiment result (format {got!r}, expected {RESULT_FORMAT!r})")
+    return d, raw
+
+
+def _verdict(d: dict[str, Any]) -> str:
+    return d.get("verdict") or _combine([c.get("verdict", "") for c in d.get("claims", [])])
+
+
+# ----------------------------------------------------------------------------- figures
+def _fig_module_file(name: str) -> Path | None:
+    if not _NAME_RE.match(name):
+        return None
+    try:
+        spec = importlib.util.find_spec(f"deepspan.report.fig_{name}")
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin else None
+
+
+def _figure_key(name: str, raw: bytes, result: dict[str, Any], out: Path) -> str | None:
+    """Hash of everything a section's figures are drawn from: the result file, its side arrays, the
+    figure module's and ``_base``'s source and the matplotlib version (None: no figure module)."""
+    mod = _fig_module_file(name)
+    if mod is None:
+        return None
+    h = hashlib.sha256()
+    h.update(raw)
+    for key, rel in sorted((result.get("arrays") or {}).items()):
+        path = out / "results" / str(rel)
+        h.update(f"\0{key}\0{rel}\0".encode())
+        h.update(path.read_bytes() if path.is_file() else b"<missing>")
+    h.update(mod.read_bytes())
+    h.update((Path(__file__).parent / "_base.py").read_bytes())
+    try:
+        h.update(importlib.metadata.version("matplotlib").encode())
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return h.hexdigest()[:20]
+
+
+def _previous_sections(out: Path) -> dict[str, dict[str, Any]]:
+    try:
+        prev = json.loads((out / "report.json").read_text())
+        if prev.get("format") == FORMAT:
+            return {s["name"]: s for s in prev.get("sections", []) if isinstance(s, dict) and "name" in s}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return {}
+
+
+def _reusable(prev: dict[str, Any] | None, key: str | None, out: Path) -> list[dict[str, str]] | None:
+    """The previous report's figures of a section when nothing they are drawn from has changed."""
+    if not prev or key is None or prev.get("figure_key") != key or prev.get("errors") or not prev.get("figures"):
+        return None
+    figs = prev["figures"]
+    ok = all(isinstance(f, dict) and all(isinstance(f.get(k), str) for k in ("stem", "png", "svg", "caption"))
+             and (out / f["png"]).is_file() and (out / f["svg"]).is_file() for f in figs)
+    return [{k: f[k] for k in ("stem", "png", "svg", "caption")} for f in figs] if ok else None
+
+
+def _draw(name: str, result: dict[str, Any], out: Path) -> tuple[list[dict[str, str]], str | None]:
+    """Run ``deepspan.report.fig_<name>.draw``: (figures, error text or None)."""
+    if _fig_module_file(name) is None:
+        return [], None
+    modname = f"deepspan.report.fig_{name}"
+    from deepspan.report._base import FigureContext
+
+    try:
+        mod = importlib.import_module(modname)
+        infos = mod.draw(result, FigureContext(out))
+        figs = []
+        for info in infos or []:
+            f = {"stem": info.stem, "png": info.png, "svg": info.svg, "caption": info.caption}
+            for k in ("png", "svg"):
+                if not (out / f[k]).is_file():
+                    raise FileNotFoundError(f"{modname}.draw returned {f[k]}, which does not exist")
+            figs.append(f)
+        return figs, None
+    except Exception as exc:  # a drawing failure must not kill the report
+        from deepspan.report._base import plt
+
+        plt.close("all")
+        return [], _short_error(exc) + "\n\n" + traceback.format_exc()
+
+
+def _img(out: Path, fig: dict[str, str]) -> str:
+    data = base64.b64encode((out / fig["png"]).read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{_e(fig["stem"])}: {_e(fig["caption"][:200])}">'
+
+
+# ----------------------------------------------------------------------------- HTML pieces
+def _header(results: dict[str, dict[str, Any]], out: Path) -> str:
+    rows: list[tuple[str, str]] = []
+    ref_name = next(iter(results), None)
+    if ref_name is None:
+        return ('<header class="report"><div class="inner"><h1>deepspan reproduce — report</h1>'
+                f'<p>No results in <code>{_e(out / "results")}</code> yet: run <code>deepspan reproduce</code>.</p>'
+                "</div></header>")
+    prov = results[ref_name].get("provenance", {}) or {}
+
+    def txt(k: str) -> str:
+        return _e(prov.get(k, "n/a"))
+
+    def num(k: str) -> str:
+        return _num(ref_name, f"provenance.{k}", prov.get(k)) if k in prov else "n/a"
+
+    rows.append(("dataset", txt("dataset")))
+    rows.append(("scale", txt("scale")))
+    rows.append(("seed", num("seed")))
+    rows.append(("probe", f"{num('n_probe')} images, sample hash <code>{txt('probe_hash')}</code>"))
+    rows.append(("config fingerprint", f"<code>{txt('config_fingerprint')}</code>"))
+    versions = ", ".join(f"{k} {_e(prov[k])}" for k in ("deepspan", "python", "numpy", "scipy", "torch") if k in prov)
+    rows.append(("versions", versions or "n/a"))
+    secs = [d.get("provenance", {}).get("seconds") for d in results.values()]
+    secs = [s for s in secs if isinstance(s, (int, float)) and not isinstance(s, bool)]
+    total = sum(secs) if secs else None
+    rows.append(("total seconds", f"{_num('*', 'provenance.seconds', total)} s over {len(secs)} experiment(s) "
+                 "(training included in the experiments that first needed it)"))
+    rows.append(("files", '<a href="results/">results/</a> (JSON, CSV), <a href="figures/">figures/</a> (PNG, SVG), '
+                 '<a href="report.json">report.json</a>'))
+    dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
+    warn = ""
+    fps = {n: (d.get("provenance") or {}).get("config_fingerprint") for n, d in results.items()}
+    odd = [n for n, fp in fps.items() if fp != fps[ref_name]]
+    if odd:
+        warn = ('<p class="warning">These results come from another configuration than '
+                f"<code>{_e(ref_name)}</code> (fingerprint differs): {_e(', '.join(odd))}. "
+                "Re-run <code>deepspan reproduce</code> with one configuration to make them consistent.</p>")
+    return (f'<header class="report"><div class="inner"><h1>deepspan reproduce — report</h1>'
+            f'<dl class="prov">{dl}</dl>{warn}</div></header>')
+
+
+def _summary(sections: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> str:
+    body = []
+    for s in sections:
+        name = s["name"]
+        d = results.get(name)
+        link = f'<a href="#exp-{_e(name)}">{_e(s["title"])}</a>'
+        if d is None:
+            body.append(f'<tr><td>{link}</td><td></td><td colspan="3" class="error">result could not be read</td></tr>')
+            continue
+        claims = d.get("claims") or []
+        n = max(1, len(claims))
+        head = (f'<td rowspan="{n}">{link}<br>{_badge(_verdict(d), name)}</td>'
+                f'<td rowspan="{n}">{_e(d.get("paper", ""))}</td>')
+        if not claims:
+            body.append(f'<tr>{head}<td colspan="3">no claims</td></tr>')
+            continue
+        for i, c in enumerate(claims):
+            cid = c.get("id", "")
+            quote = c.get("quote", "")
+            short = quote if len(quote) <= 140 else quote[:137].rstrip() + "…"
+            cells = (f'<td><a href="#exp-{_e(name)}-{_e(cid)}">{_e(cid)}</a></td><td>“{_e(short)}”</td>'
+                     f"<td>{_badge(c.get('verdict'), name, cid)}</td>")
+            body.append(f"<tr>{head if i == 0 else ''}{cells}</tr>")
+    return ('<section id="summary"><h2>Summary</h2><table class="summary"><thead><tr><th>experiment</th>'
+            "<th>paper</th><th>claim</th><th>quote</th><th>verdict</th></tr></thead><tbody>"
+            + "".join(body) + "</tbody></table></section>")
+
+
+def _claim_html(name: str, c: dict[str, Any]) -> str:
+    cid = c.get("id", "")
+    rows = "".join(
+        f'<tr><td>{_e(m.get("label", m.get("key")))}<br><code class="key">{_e(m.get("key"))}</code></td>'
+        f'<td class="value">{_num(name, m.get("key", ""), m.get("value"))}</td><td>{_e(m.get("unit", ""))}</td></tr>'
+        for m in c.get("measured") or [])
+    table = ('<table class="measured"><thead><tr><th>measured</th><th>value</th><th>unit</th></tr></thead>'
+             f"<tbody>{rows}</tbody></table>") if rows else '<p class="note">no measured values</p>'
+    note = f'<p class="note"><strong>Note:</strong> {_e(c["note"])}</p>' if c.get("note") else ""
+    badge = _badge(c.get("verdict"), name, cid)
+    return (f'<div class="claim" id="exp-{_e(name)}-{_e(cid)}"><h3>Claim {_e(cid)} {badge}</h3>'
+            f"<blockquote>“{_e(c.get('quote', ''))}”<footer>— <cite>{_e(c.get('source', ''))}</cite></footer>"
+            f'</blockquote><p class="rule"><strong>Rule:</strong> {_e(c.get("rule", ""))}</p>{note}{table}</div>')
+
+
+def _files_html(out: Path, name: str, d: dict[str, Any]) -> str:
+    links = [f'<a href="results/{_e(name)}.json">{_e(name)}.json</a>']
+    for table in (d.get("tables") or {}):
+        rel = f"results/{name}__{table}.csv"
+        links.append(f'<a href="{_e(rel)}">{_e(table)} (CSV)</a>' if (out / rel).is_file()
+                     else f"{_e(table)} (CSV missing)")
+    for key, rel in (d.get("arrays") or {}).items():
+        links.append(f'<a href="results/{_e(rel)}">{_e(key)} (NPZ)</a>')
+    return f'<p class="files"><strong>Data:</strong> {", ".join(links)}</p>'
+
+
+def _section_html(idx: int, name: str, d: dict[str, Any] | None, figs: list[dict[str, str]],
+                  errors: list[dict[str, str]], out: Path) -> str:
+    parts = [f'<section class="experiment" id="exp-{_e(name)}">']
+    if d is None:
+        parts.append(f"<h2>{idx}. {_e(name)}</h2>")
+    else:
+        parts.append(f"<h2>{idx}. {_e(d.get('title', name))} {_badge(_verdict(d), name)}</h2>")
+        prov = d.get("provenance") or {}
+        secs = _num(name, "provenance.seconds", prov.get("seconds")) if "seconds" in prov else "n/a"
+        parts.append(f'<p class="paper"><strong>Paper:</strong> {_e(d.get("paper", ""))} · experiment '
+                     f"<code>{_e(name)}</code> · {secs} s</p>")
+        parts.append(f'<p class="summary">{_e(d.get("summary", ""))}</p>')
+        for c in d.get("claims") or []:
+            parts.append(_claim_html(name, c))
+    for err in errors:
+        first, _, rest = err["message"].partition("\n\n")
+        tb = f"<details><summary>traceback</summary><pre>{_e(rest)}</pre></details>" if rest else ""
+        parts.append(f'<div class="error" data-stage="{_e(err["stage"])}"><strong>{_e(err["stage"])} failed:</strong> '
+                     f"{_e(first)}{tb}</div>")
+    if figs:
+        parts.append("<h3>Figures</h3>")
+        for j, f in enumerate(figs, 1):
+            parts.append(f'<figure id="fig-{_e(f["stem"])}"><a href="{_e(f["svg"])}">{_img(out, f)}</a>'
+                         f"<figcaption><strong>Figure {idx}.{j}.</strong> {_e(f['caption'])} "
+                         f'(<a href="{_e(f["svg"])}">SVG</a>, <a href="{_e(f["png"])}">PNG</a>)</figcaption></figure>')
+    if d is not None:
+        parts.append(_files_html(out, name, d))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+# ----------------------------------------------------------------------------- entry points
+def write_report(out: str | Path, *, redraw: bool = False) -> Path:
+    """Draw the figures and write ``out/report.html`` and ``out/report.json`` from ``out/results``.
+
+    Returns the path of ``report.html``. A section's figures are redrawn only when something they
+    are drawn from changed (the result file, its side arrays, the figure module, matplotlib) or
+    ``redraw`` is set; otherwise the previous ones (listed in ``report.json``) are reused. Figure or
+    section failures are shown in the report and listed under ``errors`` in ``report.json``; they
+    do not raise.
+    """
+    out = Path(out)
+    results_dir = out / "results"
+    names = _ordered_names(results_dir) if results_dir.is_dir() else []
+    previous = {} if redraw else _previous_sections(out)
+    results: dict[str, dict[str, Any]] = {}
+    sections: list[dict[str, Any]] = []
+    all_errors: list[dict[str, str]] = []
+    bodies: list[str] = []
+    for name in names:
+        errs: list[dict[str, str]] = []
+        key = None
+        try:
+            d, raw = _load(results_dir, name)
+            results[name] = d
+        except (OSError, ValueError) as exc:
+            d = None
+            errs.append({"exp": name, "stage": "reading the result", "message": _short_error(exc)})
+        figs: list[dict[str, str]] = []
+        if d is not None:
+            try:
+                key = _figure_key(name, raw, d, out)
+            except (OSError, TypeError, AttributeError):
+                key = None
+            reused = _reusable(previous.get(name), key, out)
+            if reused is not None:
+                figs = reused
+            else:
+                figs, err = _draw(name, d, out)
+                if err:
+                    errs.append({"exp": name, "stage": "drawing the figures", "message": err})
+        idx = len(sections) + 1
+        try:
+            body = _section_html(idx, name, d, figs, errs, out)
+        except Exception as exc:  # malformed result content: show it, keep going
+            errs.append({"exp": name, "stage": "writing the section",
+                         "message": _short_error(exc) + "\n\n" + traceback.format_exc()})
+            body = _section_html(idx, name, None, [], errs, out)
+        bodies.append(body)
+        all_errors += errs
+        sections.append({"name": name, "id": f"exp-{name}", "title": (d or {}).get("title", name),
+                         "verdict": _verdict(d) if d else None, "result": f"results/{name}.json",
+                         "figures": figs, "figure_key": key,
+                         "errors": [e["message"].partition("\n\n")[0] for e in errs]})
+    toc = "".join(f'<li><a href="#{s["id"]}">{_e(s["title"])}</a> {_badge(s["verdict"], s["name"])}</li>'
+                  for s in sections)
+    doc = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+           '<meta name="viewport" content="width=device-width, initial-scale=1">'
+           f"<title>deepspan reproduce — report</title><style>{_CSS}</style></head><body>"
+           + _header(results, out)
+           + "<main>"
+           + (f'<nav class="toc"><strong>Experiments</strong><ol>{toc}</ol></nav>' if sections else "")
+           + (_summary(sections, results) if sections else "")
+           + "".join(bodies)
+           + '<footer class="page">Written by <code>deepspan reproduce</code> from the files in <code>results/</code>; '
+             "rebuild with <code>python -m deepspan.report OUT</code>. Verdicts come from the stated rules applied "
+             "to the measured values.</footer></main></body></html>\n")
+    index = {"format": FORMAT, "html": "report.html", "sections": sections,
+             "figures": [{"exp": s["name"], **f} for s in sections for f in s["figures"]],
+             "errors": [{"exp": e["exp"], "stage": e["stage"], "message": e["message"].partition("\n\n")[0]}
+                        for e in all_errors]}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "report.json", index)
+    return atomic_write_text(out / "report.html", doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deepspan.report [--redraw] OUT``: rebuild OUT/report.html (and figures) from OUT/results."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    redraw = "--redraw" in args
+    args = [a for a in args if a != "--redraw"]
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        print("usage: python -m deepspan.report [--redraw] OUT\n\nRebuild OUT/report.html, OUT/report.json and "
+              "OUT/figures from the saved results in OUT/results. Figures whose inputs did not change are reused "
+              "unless --redraw is given.", file=sys.stderr)
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    out = Path(args[0])
+    if not (out / "results").is_dir():
+        print(f"error: {out / 'results'} does not exist; run `deepspan reproduce --out {out}` first", file=sys.stderr)
+        return 2
+    path = write_report(out, redraw=redraw)
+    index = json.loads((out / "report.json").read_text())
+    print(f"report: {path} ({len(index['sections'])} experiment(s), {len(index['figures'])} figure(s), "
+          f"{len(index['errors'])} error(s))")
+    for e in index["errors"]:
+        print(f"  {e['exp']}: {e['stage']} failed: {e['message']}", file=sys.stderr)
+    return 0

@@ -162,6 +162,17 @@ def test_convergence_rules_on_planted_curves():
     assert c["c2"].verdict == "not reproduced" and "c3" not in c  # no checkpoints inside epoch 1
 
 
+def test_convergence_c1_is_judged_under_both_readings():
+    unc = [("init", 12.0), ("e1", 8.0), ("e2", 4.0), ("e3", 0.0)]
+    cen = [("init", 75.0), ("e1", 40.0), ("e2", 10.0), ("e3", 0.0)]
+    rows = _rows("a", unc) + [{**r, "centered": True} for r in _rows("a", cen)]
+    claims = {c.id: c for c in convergence._claims(rows, {}, ["a"])}
+    assert claims["c1"].verdict == "not reproduced"          # 12 deg < 40 deg at initialisation
+    assert claims["c1_centered"].verdict == "reproduced"     # 75 deg -> 10 deg <= 0.3 x 75
+    m = {x.key: x.value for x in claims["c1_centered"].measured}
+    assert m == {"centered_a_init": 75.0, "centered_a_before_end": 10.0}
+
+
 def test_position_in_epochs():
     assert convergence.position({"iteration": 30}, 60) == 0.5
     assert math.isclose(convergence.position({"iteration": 180}, 60), 3.0)
@@ -206,3 +217,27 @@ def test_layer_triplets_pad_small_matrices():
     assert u.shape == (4, 3) and s.shape == (10,)
     assert np.allclose(s[:2], ref) and np.all(s[2:] == 0) and np.all(u[:, 2] == 0)
     assert total == pytest.approx(np.sum(F**2))
+
+
+def test_force_recomputes_a_saved_result(tmp_path, monkeypatch):
+    """A saved result is skipped unless force=True (then the experiment's run() is called again)."""
+    import importlib
+
+    rp = importlib.import_module("deepspan.experiments.reproduce")
+
+    calls = []
+
+    def fake_run(ctx):
+        calls.append(1)
+        res = _result()
+        res.name = "convergence"
+        res.provenance = ctx.provenance()
+        return res
+
+    monkeypatch.setattr(rp.experiment_module("convergence"), "run", fake_run)
+    cfg = config_for("tiny")
+    rp.reproduce(cfg, tmp_path, only=["convergence"], report=False, progress=False, log=lambda s: None)
+    rp.reproduce(cfg, tmp_path, only=["convergence"], report=False, progress=False, log=lambda s: None)
+    assert len(calls) == 1
+    rp.reproduce(cfg, tmp_path, only=["convergence"], report=False, progress=False, log=lambda s: None, force=True)
+    assert len(calls) == 2

@@ -13,7 +13,7 @@ EXPERIMENT_NAMES = ("convergence", "common_subspace", "layerwise", "beyond_top",
 
 @click.command("reproduce")
 @click.option("--scale", type=click.Choice(["tiny", "quick", "full"]), default="quick", show_default=True,
-              help="quick: MNIST 10k images, 4 epochs, ~6 min on 2 cores; full: 50k images, 15 epochs, "
+              help="quick: MNIST 10k images, 6 epochs, ~4 min on 2 cores; full: 50k images, 15 epochs, "
                    "larger population, ~90 min; tiny: seconds, for tests.")
 @click.option("--dataset", default=None,
               help="mnist (default for quick/full), digits (default for tiny), cifar10 (needs --data-dir), "
@@ -26,8 +26,10 @@ EXPERIMENT_NAMES = ("convergence", "common_subspace", "layerwise", "beyond_top",
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where on-disk datasets are looked for (default $DEEPSPAN_DATA).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+@click.option("--force", is_flag=True, help="Recompute the selected experiments' results even if saved "
+              "(trained runs and probe caches are still reused).")
 def reproduce_cmd(scale: str, dataset: str | None, out: Path, only: tuple[str, ...], seed: int,
-                  data_dir: Path | None, progress: bool | None) -> None:
+                  data_dir: Path | None, progress: bool | None, force: bool) -> None:
     """Reproduce the papers' experiments and write results, figures and report.html.
 
     Trains the model zoo (MLP, CNN, ResNet-style, conv autoencoder, SimCLR-style), tracks P-vectors,
@@ -46,7 +48,7 @@ def reproduce_cmd(scale: str, dataset: str | None, out: Path, only: tuple[str, .
                    f"dataset {cfg.dataset}, seed {seed}, out {out}", err=True)
         t0 = time.perf_counter()
         results = reproduce(cfg, out, only=list(only) or None, progress=progress,
-                            log=lambda s: click.echo(s, err=True))
+                            log=lambda s: click.echo(s, err=True), force=force)
     except DeepspanError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{'experiment':<18}{'verdict':<16}claims")

@@ -55,10 +55,11 @@ def is_done(ctx: ReproContext, name: str) -> bool:
 
 def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-reproduce", *,
               only: list[str] | None = None, progress: bool | None = None, report: bool = True,
-              log: Callable[[str], Any] | None = None) -> dict[str, ExperimentResult]:
+              log: Callable[[str], Any] | None = None, force: bool = False) -> dict[str, ExperimentResult]:
     """Run the experiments of ``cfg`` (default: quick scale) into ``out``; return the results by name.
 
-    Completed experiments are loaded, not recomputed. With ``report`` the figures and
+    Completed experiments are loaded, not recomputed, unless ``force`` (then the selected experiments
+    are recomputed; trained runs and probe caches are still reused). With ``report`` the figures and
     ``report.html`` are (re)written from all results present in ``out/results``.
     """
     cfg = cfg or config_for("quick")
@@ -68,7 +69,7 @@ def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-re
     ctx = ReproContext(cfg, out, progress=progress)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     with _one_blas_thread():
-        results = _run_all(ctx, names, say)
+        results = _run_all(ctx, names, say, force)
     if report:
         from deepspan.report import write_report
 
@@ -95,14 +96,15 @@ def _one_blas_thread():
         yield
 
 
-def _run_all(ctx: ReproContext, names: list[str], say: Callable[[str], Any]) -> dict[str, ExperimentResult]:
+def _run_all(ctx: ReproContext, names: list[str], say: Callable[[str], Any],
+             force: bool = False) -> dict[str, ExperimentResult]:
     results: dict[str, ExperimentResult] = {}
     from tqdm.auto import tqdm
 
     bar = tqdm(names, desc="deepspan reproduce", disable=not ctx.progress, file=sys.stderr)
     for n in bar:
         bar.set_postfix_str(n)
-        if is_done(ctx, n):
+        if not force and is_done(ctx, n):
             results[n] = load_result(ctx.results_dir, n)
             say(f"[{n}] done before, skipped ({result_path(ctx.results_dir, n)})")
             continue

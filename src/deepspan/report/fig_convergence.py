@@ -97,14 +97,15 @@ def draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
             ax.plot(xs, ys, marker="o", ms=4, color=colors[m], label=m)
         _xaxis(ax, rows)
         ax.set_ylim(0, 90)
-        ax.set_title("centered features" if centered else "uncentered features (judged)")
+        ax.set_title("centered features (c1_centered)" if centered else "uncentered features (c1, c2, c3)")
     axes[0].set_ylabel("angle to own final P-vector (deg)")
     axes[0].legend(fontsize=8, loc="upper right")
     fig.suptitle("P-vector angle to the model's own final P-vector during training")
     fig.tight_layout()
     caption = ("Angle (degrees) between each model's P-vector at every checkpoint and the P-vector of its own final "
-               "checkpoint, against training position in epochs (left: uncentered features, on which the claims are "
-               "judged; right: column-centered). The grey band is the paper's usual initial angle. Claims: "
+               "checkpoint, against training position in epochs (left: uncentered features, on which c1, c2 and c3 "
+               "are judged; right: column-centered, on which c1_centered is judged). The grey band is the "
+               "paper's usual initial angle. Claims: "
                + " ".join(q for q in (_quote(result, "c1"), _quote(result, "c2"), _quote(result, "c3")) if q))
     out.append(fc.save(fig, f"{NAME}_own_final", caption))
 

@@ -190,10 +190,10 @@ def test_tiny_run_writes_results_arrays_and_figures(tiny):
 
     out, cfg, results = tiny
     fc = FigureContext(out)
-    for name, mod, n_claims in (("subspace_match", fig_subspace_match, 4), ("spectrum", fig_spectrum, 2)):
+    for name, mod, n_claims in (("subspace_match", fig_subspace_match, 4), ("spectrum", fig_spectrum, 3)):
         d = json.loads((out / "results" / f"{name}.json").read_text())
         assert d["verdict"] in ("reproduced", "partly", "not reproduced")
-        ids = ["c1", "c2", "c3", "c4"] if name == "subspace_match" else ["s1", "s2"]
+        ids = ["c1", "c2", "c3", "c4"] if name == "subspace_match" else ["s1", "s1_train", "s2"]
         assert [c["id"] for c in d["claims"]] == ids
         assert len(d["claims"]) == n_claims and all(c["measured"] for c in d["claims"])
         for table, rows in d["tables"].items():
@@ -253,3 +253,15 @@ def test_tiny_values_recomputed_independently(tiny):
     np.testing.assert_allclose(got_rho, spec.rho[: len(got_rho)], rtol=1e-9)
     nc1 = next(r["nc1"] for r in sp["regimes"] if r["model"] == "cnn" and r["checkpoint"] == "e1")
     assert nc1 == pytest.approx(neural_collapse(Phi, ctx.probe.y).nc1, rel=1e-9)
+    # 4. the training-image reading (s1_train): NC1 of the final CNN on the seeded training subset
+    from deepspan.data import probe_subset
+    from deepspan.features import extract
+
+    sub = probe_subset(ctx.train, len(ctx.probe), seed=ctx.cfg.seed)
+    final = ctx.checkpoints("cnn")[-1]["label"]
+    layer = ctx.feature_layer("cnn")
+    Phi_tr = extract(ctx.load("cnn", final), sub.X, layer, policy="flatten", progress=False).features[layer]
+    row = next(r for r in sp["train_probe"] if r["model"] == "cnn")
+    assert row["checkpoint"] == final and row["n_samples"] == len(sub)
+    assert row["nc1"] == pytest.approx(neural_collapse(Phi_tr, sub.y).nc1, rel=1e-9)
+    assert row["pi_star_C"] == pytest.approx(feature_spectrum(Phi_tr, sub.y).regime_numbers["pi_star_C"], rel=1e-9)

@@ -257,7 +257,8 @@ def test_tiny_values_recomputed_independently(tiny):
     from deepspan.data import probe_subset
     from deepspan.features import extract
 
-    sub = probe_subset(ctx.train, len(ctx.probe), seed=ctx.cfg.seed)
+    n = min(len(ctx.probe), int(np.bincount(ctx.train.y).min()) * 10)
+    sub = probe_subset(ctx.train, n, seed=ctx.cfg.seed)
     final = ctx.checkpoints("cnn")[-1]["label"]
     layer = ctx.feature_layer("cnn")
     Phi_tr = extract(ctx.load("cnn", final), sub.X, layer, policy="flatten", progress=False).features[layer]

@@ -14,7 +14,7 @@ EXPERIMENT_NAMES = ("convergence", "common_subspace", "layerwise", "beyond_top",
 @click.command("reproduce")
 @click.option("--scale", type=click.Choice(["tiny", "quick", "full"]), default="quick", show_default=True,
               help="quick: MNIST 10k images, 6 epochs, ~4 min on 2 cores; full: 50k images, 15 epochs, "
-                   "larger population, ~90 min; tiny: seconds, for tests.")
+                   "larger population, ~45 min (estimated); tiny: seconds, for tests.")
 @click.option("--dataset", default=None,
               help="mnist (default for quick/full), digits (default for tiny), cifar10 (needs --data-dir), "
                    "or a .npz file with images X (N x C x H x W or N x H x W) and labels y.")

@@ -157,7 +157,9 @@ def _train_probe_rows(ctx: ReproContext, names: list[str]) -> list[dict[str, Any
     from deepspan.data import probe_subset
     from deepspan.features import extract
 
-    sub = probe_subset(ctx.train, min(len(ctx.probe), len(ctx.train)), seed=ctx.cfg.seed)
+    counts = np.bincount(np.asarray(ctx.train.y), minlength=ctx.n_classes)
+    n = min(len(ctx.probe), int(counts.min()) * len(counts))  # as large as a balanced subset can be
+    sub = probe_subset(ctx.train, n, seed=ctx.cfg.seed)
     y = np.asarray(sub.y)
     rows = []
     for name in names:

@@ -32,7 +32,7 @@ from deepspan._version import __version__
 from deepspan.errors import InputError
 from deepspan.experiments.config import ModelSpec, ReproduceConfig
 
-__all__ = ["ReproContext", "N_VECTORS", "N_VALUES"]
+__all__ = ["ReproContext", "N_VECTORS", "N_VALUES", "one_blas_thread", "layer_triplets"]
 
 N_VECTORS = 3     # singular vectors kept per layer and checkpoint (experiment 4 needs u_2, u_3)
 N_VALUES = 10     # singular values kept (energy ratios r_k, k <= 10)
@@ -291,6 +291,23 @@ class ReproContext:
 
     def data_s(self, center: bool) -> np.ndarray:
         return self._data_triplets[center]["s"]
+
+
+def one_blas_thread():
+    """A context that runs numpy/scipy BLAS on one thread while torch keeps its own pool.
+
+    Measured here: with torch's OpenMP pool and OpenBLAS's pool both on 2 cores, the small LAPACK
+    calls between forward passes (SVDs of CCA, eigh, matching) ran 10-100x slower (busy-waiting
+    pools fighting for the cores); one BLAS thread removes that. threadpoolctl comes with
+    scikit-learn; without it this is a no-op.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def layer_triplets(F: Any, n_vectors: int = N_VECTORS, n_values: int = N_VALUES

@@ -8,7 +8,6 @@ interrupted reproduction continues where it stopped. ``only`` restricts the run 
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import sys
@@ -18,7 +17,7 @@ from typing import Any, Callable
 
 from deepspan.errors import InputError
 from deepspan.experiments.config import ReproduceConfig, config_for
-from deepspan.experiments.context import ReproContext
+from deepspan.experiments.context import ReproContext, one_blas_thread
 from deepspan.experiments.results import ExperimentResult, load_result, result_path, save_result
 
 __all__ = ["EXPERIMENTS", "reproduce", "experiment_module", "is_done"]
@@ -68,7 +67,7 @@ def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-re
         experiment_module(n)  # validates the name before any work
     ctx = ReproContext(cfg, out, progress=progress)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    with _one_blas_thread():
+    with one_blas_thread():
         results = _run_all(ctx, names, say, force)
     if report:
         from deepspan.report import write_report
@@ -76,24 +75,6 @@ def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-re
         path = write_report(ctx.out)
         say(f"report: {path}")
     return results
-
-
-@contextlib.contextmanager
-def _one_blas_thread():
-    """Run numpy/scipy BLAS on one thread while torch keeps its own pool.
-
-    Measured here: with torch's OpenMP pool and OpenBLAS's pool both on 2 cores, the
-    small LAPACK calls between forward passes (SVDs of CCA, eigh, matching) ran 10-100x
-    slower (busy-waiting pools fighting for the cores); one BLAS thread removes that.
-    threadpoolctl comes with scikit-learn; without it this is a no-op.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _run_all(ctx: ReproContext, names: list[str], say: Callable[[str], Any],

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from deepspan.experiments.context import ReproContext
+from deepspan.experiments.context import ReproContext, one_blas_thread
+from deepspan.experiments.convergence import position
 from deepspan.experiments.results import Claim, ExperimentResult, Measured, verdict_from
 from deepspan.measures.collapse import neural_collapse
 from deepspan.measures.spectrum import feature_spectrum
@@ -45,11 +46,6 @@ EF_FACTOR = 2.0              # 90 % of the targets needs >= EF_FACTOR * C eigenf
 NC1_FACTOR = 0.5             # "NC1 falls": the final NC1 is below this fraction of the reference NC1
 
 
-def position(rec: dict[str, Any], steps_per_epoch: int) -> float:
-    """Training progress of a checkpoint in epochs (iteration / steps per epoch)."""
-    return float(rec["iteration"]) / float(steps_per_epoch)
-
-
 def logits(model: Any, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """The model's outputs on ``X`` (eval mode, no gradients), float64."""
     import torch
@@ -59,18 +55,6 @@ def logits(model: Any, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
         for i in range(0, len(X), batch_size):
             out.append(model(torch.as_tensor(np.ascontiguousarray(X[i : i + batch_size]))).double().numpy())
     return np.concatenate(out)
-
-
-def _one_blas_thread():
-    """BLAS limited to one thread for the small dense decompositions here (n x p with p <= a few hundred): a
-    multi-threaded OpenBLAS measured up to 50x slower on a loaded 2-core machine."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn, a dependency
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def mf_reached_epoch(rows: list[dict[str, Any]]) -> float | None:
@@ -108,7 +92,7 @@ def run(ctx: ReproContext) -> ExperimentResult:
             model = ctx.load(name, label)
             f = logits(model, ctx.probe.X)
             W = model.classifier.weight.detach().double().numpy()
-            with _one_blas_thread():
+            with one_blas_thread():
                 sp = feature_spectrum(Phi, y, outputs=f, n_classes=ctx.n_classes, mf_pi=MF_PI, mf_gap=MF_GAP,
                                       ef_factor=EF_FACTOR)
                 nc = neural_collapse(Phi, y, W=W, predictions=f)
@@ -169,7 +153,7 @@ def _train_probe_rows(ctx: ReproContext, names: list[str]) -> list[dict[str, Any
         Phi = extract(model, sub.X, layer, policy="flatten", progress=False).features[layer]
         f = logits(model, sub.X)
         W = model.classifier.weight.detach().double().numpy()
-        with _one_blas_thread():
+        with one_blas_thread():
             sp = feature_spectrum(Phi, y, outputs=f, n_classes=ctx.n_classes, mf_pi=MF_PI, mf_gap=MF_GAP,
                                   ef_factor=EF_FACTOR)
             nc = neural_collapse(Phi, y, W=W, predictions=f)

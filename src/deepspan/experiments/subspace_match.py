@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from deepspan._io import atomic_write_bytes
-from deepspan.experiments.context import ReproContext
+from deepspan.experiments.context import ReproContext, one_blas_thread
 from deepspan.experiments.results import Claim, ExperimentResult, Measured, verdict_from
 from deepspan.measures.match import MatchGram, layer_match_similarity
 
@@ -143,19 +143,6 @@ def small_matches_rule(sizes: list[int], small: int = SMALL_SIZE) -> tuple[bool,
 
 
 # ---------------------------------------------------------------- run
-def _one_blas_thread():
-    """BLAS limited to one thread: the match algorithms make thousands of LAPACK calls on matrices of at most a few
-    hundred rows, where a multi-threaded OpenBLAS only adds synchronisation (measured here: 50-100x slower on a
-    loaded 2-core machine)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn, a dependency
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _extract(ctx: ReproContext, name: str, label: str, layers: list[str], k: int):
     from deepspan.features import extract
 
@@ -199,7 +186,7 @@ def run(ctx: ReproContext) -> ExperimentResult:
                          "similarity": r["similarity"], "std": r["std"], "n_a": int(fa[layer].shape[1]),
                          "n_b": int(fb[layer].shape[1]), "repeats": r["repeats"], "n_rows": r["n_rows"]})
 
-    with _one_blas_thread():
+    with one_blas_thread():
         for label, ep in epochs:
             compare("A vs B", feats[(name_a, label)], feats[(name_b, label)], label, label, ep)
         for label, ep in epochs[:-1]:

@@ -82,6 +82,26 @@ def _quote(result: dict[str, Any], cid: str) -> str:
     return ""
 
 
+def _two_panels(rows: list[dict[str, Any]], models: list[str], colors: dict[str, Any], target: str,
+                titles: tuple[str, str], ylabel: str, suptitle: str, band: bool = False) -> Any:
+    """Angle to ``target`` against training position: uncentered (left) and centered (right) panels."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, centered, title in zip(axes, (False, True), titles):
+        if band:
+            ax.axhspan(*PAPER_BAND, color="0.85", zorder=0, label="paper: initial angle (70-80°)")
+        for m in models:
+            xs, ys = _series(rows, m, target, centered)
+            ax.plot(xs, ys, marker="o", ms=4, color=colors[m], label=m)
+        _xaxis(ax, rows)
+        ax.set_ylim(0, 90)
+        ax.set_title(title)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
 def draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
     rows = result["tables"]["angles"]
     models = _models(rows)
@@ -89,19 +109,10 @@ def draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
     out: list[FigureInfo] = []
 
     # A: angle to own final P-vector
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, centered in zip(axes, (False, True)):
-        ax.axhspan(*PAPER_BAND, color="0.85", zorder=0, label="paper: initial angle (70-80°)")
-        for m in models:
-            xs, ys = _series(rows, m, "own final", centered)
-            ax.plot(xs, ys, marker="o", ms=4, color=colors[m], label=m)
-        _xaxis(ax, rows)
-        ax.set_ylim(0, 90)
-        ax.set_title("centered features (c1_centered)" if centered else "uncentered features (c1, c2, c3)")
-    axes[0].set_ylabel("angle to own final P-vector (deg)")
-    axes[0].legend(fontsize=8, loc="upper right")
-    fig.suptitle("P-vector angle to the model's own final P-vector during training")
-    fig.tight_layout()
+    fig = _two_panels(rows, models, colors, "own final",
+                      ("uncentered features (c1, c2, c3)", "centered features (c1_centered)"),
+                      "angle to own final P-vector (deg)",
+                      "P-vector angle to the model's own final P-vector during training", band=True)
     caption = ("Angle (degrees) between each model's P-vector at every checkpoint and the P-vector of its own final "
                "checkpoint, against training position in epochs (left: uncentered features, on which c1, c2 and c3 "
                "are judged; right: column-centered, on which c1_centered is judged). The grey band is the "
@@ -148,18 +159,9 @@ def draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
     out.append(fc.save(fig, f"{NAME}_cross_final", caption))
 
     # C: angle to the data P-vector
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, centered in zip(axes, (False, True)):
-        for m in models:
-            xs, ys = _series(rows, m, "data", centered)
-            ax.plot(xs, ys, marker="o", ms=4, color=colors[m], label=m)
-        _xaxis(ax, rows)
-        ax.set_ylim(0, 90)
-        ax.set_title("centered features and data" if centered else "uncentered features and data")
-    axes[0].set_ylabel("angle to data P-vector (deg)")
-    axes[0].legend(fontsize=8, loc="upper right")
-    fig.suptitle("P-vector angle to the data P-vector of the probe images during training")
-    fig.tight_layout()
+    fig = _two_panels(rows, models, colors, "data", ("uncentered features and data", "centered features and data"),
+                      "angle to data P-vector (deg)",
+                      "P-vector angle to the data P-vector of the probe images during training")
     caption = ("Angle (degrees) between each model's P-vector and the data P-vector (top left singular vector of the "
                "probe images), against training position in epochs; left uncentered, right centered. Paper (Liu et "
                f"al. 2022, Abstract): “{DATA_QUOTE}” (the link to generalisation is judged in the generalisation "

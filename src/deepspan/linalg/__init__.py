@@ -5,7 +5,7 @@ handled lazily.
 """
 
 from deepspan.linalg.angles import angle, angle_from_cosine, principal_angles_between_bases
-from deepspan.linalg.checks import as_feature_matrix, as_vector
+from deepspan.linalg.checks import as_feature_matrix, as_vector, check_same_samples
 from deepspan.linalg.streaming import (
     ClassStats,
     ClassStatsAccumulator,
@@ -33,4 +33,5 @@ __all__ = [
     "ClassStatsAccumulator",
     "as_feature_matrix",
     "as_vector",
+    "check_same_samples",
 ]

@@ -25,7 +25,7 @@ import numpy as np
 
 from deepspan.errors import InputError
 
-__all__ = ["as_feature_matrix", "as_vector", "check_rank_request", "to_numpy"]
+__all__ = ["as_feature_matrix", "as_vector", "check_rank_request", "check_same_samples", "to_numpy"]
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -138,3 +138,29 @@ def check_rank_request(k: int, n: int, d: int, what: str = "k") -> int:
             f"vectors this matrix has; ask for {what} <= {limit}."
         )
     return k
+
+
+def check_same_samples(n_a: int, n_b: int, *, names: tuple[str, str] = ("A", "B"),
+                       hash_a: str | None = None, hash_b: str | None = None, what: str = "") -> None:
+    """The one same-samples check of deepspan: equal row counts and, where both are known, equal sample hashes.
+
+    Vectors in sample space are comparable only on the same samples in the same order (DESIGN.md,
+    principle 3), so every two-sided measure and accumulator calls this before combining two sides.
+    ``names`` name the two sides in the message; ``what`` says what needs the same samples.
+    Raises :class:`~deepspan.errors.SampleMismatchError`.
+    """
+    from deepspan.errors import SampleMismatchError
+
+    a, b = names
+    need = f"{what} needs" if what else "this needs"
+    if int(n_a) != int(n_b):
+        raise SampleMismatchError(
+            f"{a} has {int(n_a)} samples but {b} has {int(n_b)}; {need} the same samples in the same order "
+            f"(rows are samples: compute both on one probe set)."
+        )
+    if hash_a is not None and hash_b is not None and hash_a != hash_b:
+        raise SampleMismatchError(
+            f"{a} and {b} were computed on different samples (sample hashes {hash_a} and {hash_b}); {need} the "
+            f"same samples in the same order: extract both on one probe set."
+        )
+

@@ -28,8 +28,9 @@ from hypothesis import strategies as st
 from deepspan import CrossGramAccumulator, InputError, SampleMismatchError
 from deepspan.features.featureset import FeatureSet, hash_sample_ids
 from deepspan.linalg.angles import angle
-from deepspan.measures import cca as cca_mod
-from deepspan.measures import cka as cka_mod
+from deepspan.measures import alignment as cka_mod
+from deepspan.measures import canonical as cca_mod
+from deepspan.measures import shape as shape_mod
 from deepspan.measures.compare import ALL_INVARIANCES, DEFAULT_MEASURES, MEASURES, MeasureSpec, compare, compare_many
 from deepspan.measures.match import max_match
 from deepspan.measures.pvector import principal_angles, pvector
@@ -171,13 +172,13 @@ def batched_pairs(draw):
 
 @SETTINGS
 @given(batched_pairs())
-def test_streaming_linear_cka_equals_linear_cka_for_any_split(case):
+def test_linear_cka_from_stats_equals_linear_cka_for_any_split(case):
     X, Y, bounds = case
     acc = CrossGramAccumulator()
     for a, b in zip(bounds[:-1], bounds[1:]):
         acc.update(X[a:b], Y[a:b])
     ref = cka_mod.linear_cka(X, Y)
-    assert cka_mod.streaming_linear_cka(acc.finalize()) == pytest.approx(ref, abs=1e-10)
+    assert cka_mod.linear_cka_from_stats(acc.finalize()) == pytest.approx(ref, abs=1e-10)
     # the same split as shards merged pairwise
     shards = []
     for a, b in zip(bounds[:-1], bounds[1:]):
@@ -185,11 +186,11 @@ def test_streaming_linear_cka_equals_linear_cka_for_any_split(case):
     merged = shards[0]
     for s in shards[1:]:
         merged.merge(s)
-    assert cka_mod.streaming_linear_cka(merged.finalize()) == pytest.approx(ref, abs=1e-10)
+    assert cka_mod.linear_cka_from_stats(merged.finalize()) == pytest.approx(ref, abs=1e-10)
 
 
 @pytest.mark.parametrize("bounds", [[0, 20], [0, 10, 20], [0, 7, 20], [0, 3, 11, 20]])
-def test_streaming_linear_cka_all_constant_side_is_zero(bounds):
+def test_linear_cka_from_stats_all_constant_side_is_zero(bounds):
     """An all-constant side has no centered kernel: CKA is 0 by the stated rule, streamed or not.
     (0.1 is not exactly representable, so batch means of different batch sizes differ by rounding.)"""
     Y = np.random.default_rng(0).standard_normal((20, 3)) + 2.0
@@ -198,7 +199,7 @@ def test_streaming_linear_cka_all_constant_side_is_zero(bounds):
     for a, b in zip(bounds[:-1], bounds[1:]):
         acc.update(C[a:b], Y[a:b])
     assert cka_mod.linear_cka(C, Y) == pytest.approx(0.0, abs=1e-12)
-    assert cka_mod.streaming_linear_cka(acc.finalize()) == pytest.approx(0.0, abs=1e-12)
+    assert cka_mod.linear_cka_from_stats(acc.finalize()) == pytest.approx(0.0, abs=1e-12)
 
 
 def _standalone(name: str, X, Y) -> float:
@@ -217,9 +218,9 @@ def _standalone(name: str, X, Y) -> float:
     if name == "pwcca":
         return cca_mod.pwcca(X, Y)
     if name == "procrustes":
-        return cca_mod.procrustes(X, Y)
+        return shape_mod.procrustes(X, Y)
     if name == "shape_angle":
-        return cca_mod.shape_angle(X, Y)
+        return shape_mod.shape_angle(X, Y)
     if name == "pvector_angle":
         return angle(pvector(X), pvector(Y))
     if name == "principal_angle":
@@ -372,10 +373,10 @@ def test_cka_variants_against_reference(case):
 def test_procrustes_and_shape_angle_against_scipy(case):
     X, Y, _ = case
     dist, ang = _ref_shape(X, Y)
-    assert cca_mod.procrustes(X, Y) == pytest.approx(dist, abs=1e-7)
-    assert cca_mod.shape_angle(X, Y) == pytest.approx(ang, abs=1e-5)
+    assert shape_mod.procrustes(X, Y) == pytest.approx(dist, abs=1e-7)
+    assert shape_mod.shape_angle(X, Y) == pytest.approx(ang, abs=1e-5)
     # the two are one quantity: d^2 = 2 - 2 cos(theta)
-    assert cca_mod.procrustes(X, Y) ** 2 == pytest.approx(2 - 2 * np.cos(np.radians(cca_mod.shape_angle(X, Y))),
+    assert shape_mod.procrustes(X, Y) ** 2 == pytest.approx(2 - 2 * np.cos(np.radians(shape_mod.shape_angle(X, Y))),
                                                           abs=1e-10)
 
 
@@ -476,7 +477,7 @@ def test_named_non_invariances():
     rng = np.random.default_rng(3)
     M = (orthonormal(6, 6, rng) * [3.0, 2.0, 1.0, 1.0, 0.5, 0.3]) @ orthonormal(6, 6, rng).T
     assert abs(cka_mod.linear_cka(X @ M, Y) - cka_mod.linear_cka(X, Y)) > 1e-3
-    assert abs(cca_mod.procrustes(X @ M, Y) - cca_mod.procrustes(X, Y)) > 1e-3
+    assert abs(shape_mod.procrustes(X @ M, Y) - shape_mod.procrustes(X, Y)) > 1e-3
     # CCA is invariant to the same map
     assert cca_mod.cca(X @ M, Y) == pytest.approx(cca_mod.cca(X, Y), abs=1e-10)
     # the P-vector is uncentered: a translation moves it
@@ -794,7 +795,7 @@ STANDALONE_FUNCS = [
     cka_mod.linear_cka, cka_mod.linear_cka_gram, cka_mod.debiased_linear_cka, cka_mod.debiased_linear_cka_gram,
     lambda X, Y: cka_mod.rbf_cka(X, Y, sigma_fraction=0.5), lambda X, Y: cka_mod.rbf_cka(X, Y, sigma=1.0),
     cca_mod.canonical_correlations, cca_mod.cca, cca_mod.cca_mean_sq, cca_mod.svcca, cca_mod.pwcca,
-    cca_mod.procrustes, cca_mod.shape_angle,
+    shape_mod.procrustes, shape_mod.shape_angle,
 ]
 
 

@@ -33,7 +33,7 @@ def _check_device(device: str) -> None:
     B32 = B.astype(np.float32).astype(np.float64)
     np.testing.assert_allclose(stats.gram(False), A32.T @ A32, rtol=1e-10)
     expected = deepspan.angle(deepspan.pvector(A32, method="exact"), deepspan.pvector(B32, method="exact"))
-    got = deepspan.pvector_angle_streaming(cross.finalize())
+    got = deepspan.pvector_angle_from_stats(cross.finalize())
     assert got == pytest.approx(expected, abs=1e-5)
 
 

@@ -504,7 +504,7 @@ def test_streaming_regression_matches_dense(backend, center, bias):
     dense = feature_spectrum(F, Y, out, center=center, bias=bias)
     for seed in (31, 32):
         stats = stream(F, Y, out, bounds=split_points(n, seed), backend=backend)
-        assert stats[1] == 3 and stats[3] is False
+        assert stats.n_targets == 3 and stats.classification is False
         st = feature_spectrum_from_stats(stats, center=center, bias=bias)
         assert st.classification is False and st.n_targets == 3
         compare_stream_dense(dense, st, outputs=True)

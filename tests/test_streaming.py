@@ -13,7 +13,7 @@ from deepspan import (
     GramAccumulator,
     angle,
     pvector,
-    pvector_angle_streaming,
+    pvector_angle_from_stats,
     pvector_from_stats,
     with_left_vector,
 )
@@ -234,7 +234,7 @@ def test_cross_gram_any_split_any_merge_order(case):
         _check_cross(stats, A, B)
         for center in (False, True):
             expected = angle(pvector(A, center=center), pvector(B, center=center))
-            got = pvector_angle_streaming(stats, center=center)
+            got = pvector_angle_from_stats(stats, center=center)
             assert abs(got - expected) < 1e-6, (center, got, expected)
             assert 0.0 <= got <= 90.0
 
@@ -248,7 +248,7 @@ def test_cross_angle_is_sign_and_order_invariant():
         ref = angle(pvector(A, center=center), pvector(B, center=center))
         assert 20.0 < ref < 50.0  # the construction did what it says
         for s in (s_ab, s_ba, s_neg):
-            assert abs(pvector_angle_streaming(s, center=center) - ref) < 1e-6
+            assert abs(pvector_angle_from_stats(s, center=center) - ref) < 1e-6
 
 
 def test_cross_angle_of_identical_pvectors_is_near_zero():
@@ -260,7 +260,7 @@ def test_cross_angle_of_identical_pvectors_is_near_zero():
     for B in (A, A @ Q):
         stats = CrossGramAccumulator().update(A, B).finalize()
         for center in (False, True):
-            assert 0.0 <= pvector_angle_streaming(stats, center=center) < 1e-5
+            assert 0.0 <= pvector_angle_from_stats(stats, center=center) < 1e-5
 
 
 def test_cross_merge_into_empty_and_with_empty():
@@ -338,7 +338,7 @@ def test_cross_gram_with_torch_and_mixed_batches():
     _check_cross(stats, A, B)
     for center in (False, True):
         expected = angle(pvector(A, center=center), pvector(B, center=center))
-        assert abs(pvector_angle_streaming(stats, center=center) - expected) < 1e-6
+        assert abs(pvector_angle_from_stats(stats, center=center) - expected) < 1e-6
 
 
 def test_with_left_vector_accepts_torch_batches():
@@ -376,9 +376,34 @@ def test_cross_mismatched_widths_raise():
 
 def test_cross_mismatched_batch_sizes_raise():
     acc = CrossGramAccumulator()
-    with pytest.raises(deepspan.InputError, match=r"a_batch has 5 samples but b_batch has 4.*same samples"):
+    with pytest.raises(deepspan.SampleMismatchError, match=r"a_batch has 5 samples but b_batch has 4.*same samples"):
         acc.update(np.ones((5, 3)), np.ones((4, 2)))
     assert acc.n_samples == 0
+
+
+def test_prepare_batch_is_the_public_batch_check():
+    from deepspan.linalg import prepare_batch
+
+    x = prepare_batch(np.arange(6, dtype=np.int32).reshape(3, 2), "X")
+    assert isinstance(x, np.ndarray) and x.dtype == np.float64 and x.tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert prepare_batch(np.zeros((0, 4))).shape == (0, 4)  # an empty batch passes (it adds nothing)
+    assert not prepare_batch(np.zeros((3, 2))).any()  # an all-zero batch is a valid batch
+    with pytest.raises(deepspan.InputError, match="X has no feature columns"):
+        prepare_batch(np.zeros((3, 0)), "X")
+    with pytest.raises(deepspan.InputError, match="X must be a 2-D"):
+        prepare_batch(np.zeros(3), "X")
+    bad = np.ones((4, 3))
+    bad[2, 1] = np.inf
+    with pytest.raises(deepspan.InputError, match=r"X contains 1 non-finite value.*row 2, column 1"):
+        prepare_batch(bad, "X")
+    torch = pytest.importorskip("torch")
+    t = torch.ones(3, 2, dtype=torch.float32)
+    out = prepare_batch(t)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float64 and out.device == t.device
+    with pytest.raises(deepspan.InputError, match="X has no feature columns"):
+        prepare_batch(torch.ones(3, 0), "X")
+    with pytest.raises(deepspan.InputError, match=r"X contains 1 non-finite value.*row 2, column 1"):
+        prepare_batch(torch.as_tensor(bad), "X")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -14,6 +14,7 @@ __all__ = [
     "DeepspanWarning",
     "DegenerateSpectrumWarning",
     "ConvergenceWarning",
+    "TrivialSpanWarning",
 ]
 
 
@@ -45,3 +46,7 @@ class DegenerateSpectrumWarning(DeepspanWarning):
 
 class ConvergenceWarning(DeepspanWarning):
     """An iterative route stopped before reaching its tolerance."""
+
+
+class TrivialSpanWarning(DeepspanWarning):
+    """N <= the number of neurons: the spans can cover all of R^N and everything matches trivially."""

@@ -23,7 +23,7 @@ def _sample_vector(x: Any, name: str) -> np.ndarray:
         raise InputError(
             f"{name} has no left singular vector u (it was computed from streaming statistics). "
             f"Compute u with a second pass (deepspan.measures.pvector.with_left_vector) or compare "
-            f"two streamed sets with pvector_angle_streaming."
+            f"two streamed sets with pvector_angle_from_stats."
         )
     return as_vector(u, name)
 

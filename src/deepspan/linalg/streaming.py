@@ -1,10 +1,37 @@
-"""Streaming float64 sufficient statistics: Gram and cross-Gram accumulators.
+"""Streaming float64 sufficient statistics, and the one accumulator protocol of deepspan.
 
 A P-vector, its spectrum and the angle between two P-vectors are functions of
 second moments only, so they can be computed in one pass over the data,
 batch by batch, without ever holding the feature matrix.
 
-For a batch ``X_b`` (n_b x d) the accumulator keeps the count ``n``, the
+The accumulator protocol (:class:`Accumulator`)
+------------------------------------------------
+Every streaming statistic of deepspan -- :class:`GramAccumulator`,
+:class:`CrossGramAccumulator`, :class:`ClassStatsAccumulator`,
+``measures.spectrum.SpectrumAccumulator``, ``measures.collapse.NC4Accumulator``
+and any new one -- has the same five verbs (DESIGN.md, "An accumulator is
+update / merge / finalize / state_dict"):
+
+* ``update(*batch)`` adds one batch of samples and returns ``self``;
+* ``merge(other)`` adds the statistics of another accumulator of the *same
+  kind* (another shard of samples, another process) in place and returns
+  ``self``; another kind, other widths or incompatible settings raise
+  :class:`~deepspan.errors.InputError`;
+* ``finalize()`` returns a typed, frozen statistics dataclass in float64
+  numpy (:class:`GramStats`, :class:`CrossGramStats`, :class:`ClassStats`,
+  ``SpectrumStats``, ``NC4Stats``); ``<result>_from_stats`` functions turn
+  those into results;
+* ``state_dict()`` returns the state as a flat ``dict`` of numpy arrays and
+  Python scalars only (``int``, ``float``, ``bool``, ``str``; torch state is
+  moved to host numpy), for saving (``np.savez``) and for reducing across
+  processes; the classmethod ``from_state_dict(d)`` restores an equal
+  accumulator, bit for bit (also the empty one, and from a dict read back
+  with ``np.load``, whose scalars are 0-d arrays);
+* ``n_samples`` is the number of samples seen so far.
+
+Merging: the pairwise update of Chan, Golub and LeVeque
+--------------------------------------------------------
+For a batch ``X_b`` (n_b x d) the Gram accumulator keeps the count ``n``, the
 column mean ``mu`` and the *centered* scatter ``S = sum_i (x_i - mu)(x_i - mu)^T``.
 Two partial results are merged exactly with the pairwise update of Chan,
 Golub and LeVeque (1979, "Updating formulae and a pairwise algorithm for
@@ -18,25 +45,32 @@ The uncentered Gram matrix is recovered as ``F^T F = S + n mu mu^T`` (a sum
 of two positive semi-definite terms, so no cancellation), and the centered one
 is ``S`` itself, computed without ever subtracting two large Grams. The
 cross-Gram of two feature sets on the same samples merges the same way with
-``(n_a n_b / n) (delta_A)(delta_B)^T``.
+``(n_a n_b / n) (delta_A)(delta_B)^T``. The result does not depend on how the
+samples were split into batches or shards, nor on the order of the merges,
+up to float64 rounding.
 
 Torch batches are accumulated in float64 on their own device (GPU batches stay
-on the GPU) until :meth:`GramAccumulator.finalize` moves the d x d result to
+on the GPU) until ``finalize`` or ``state_dict`` moves the small results to
 numpy. This module does not import torch at module level.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.linalg
 
 from deepspan.errors import InputError
-from deepspan.linalg.checks import _describe_nonfinite, _convert_dtype
+from deepspan.linalg.checks import as_feature_matrix, check_same_samples
 
 __all__ = [
+    "STATE_VERSION",
+    "Accumulator",
+    "AccumulatorBase",
+    "prepare_batch",
     "GramStats",
     "GramAccumulator",
     "CrossGramStats",
@@ -46,34 +80,184 @@ __all__ = [
     "top_eigh",
 ]
 
+#: Version of the ``state_dict`` layout; ``from_state_dict`` refuses another one.
+STATE_VERSION = 1
+
+
+# --- the protocol ------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Accumulator(Protocol):
+    """The accumulator protocol: ``update`` / ``merge`` / ``finalize`` / ``state_dict`` (module docstring).
+
+    ``isinstance(acc, Accumulator)`` checks that the members exist (a
+    :func:`typing.runtime_checkable` protocol). The contract behind them:
+
+    * ``update(*batch) -> self``: add one batch (rows are samples); a 0-row batch is a no-op;
+    * ``merge(other) -> self``: in place, exact in float64 (Chan, Golub, LeVeque 1979),
+      independent of batching and merge order up to rounding; refuses another
+      kind or incompatible widths/classes/settings with :class:`~deepspan.errors.InputError`;
+    * ``finalize() -> stats``: a frozen dataclass of float64 numpy arrays; raises
+      :class:`~deepspan.errors.InputError` when no sample was seen;
+    * ``state_dict() -> dict``: numpy arrays and Python scalars only, with ``kind``
+      (the class name) and ``state_version``; ``type(acc).from_state_dict(acc.state_dict())``
+      is an equal accumulator (bitwise), which keeps updating identically;
+    * ``n_samples``: the number of samples seen.
+    """
+
+    @property
+    def n_samples(self) -> int: ...
+
+    def update(self, *batch: Any) -> Any: ...
+
+    def merge(self, other: Any) -> Any: ...
+
+    def finalize(self) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_state_dict(cls, d: Mapping[str, Any]) -> Any: ...
+
+
+def _scalar(v: Any) -> Any:
+    """A Python scalar from a Python scalar, a numpy scalar or a 0-d array (what ``np.load`` gives back)."""
+    if isinstance(v, (np.ndarray, np.generic)) and np.ndim(v) == 0:
+        return v.item()
+    return v
+
+
+class AccumulatorBase:
+    """Shared plumbing of the :class:`Accumulator` protocol; subclass it for a new accumulator.
+
+    Gives the kind check of ``merge``, the ``kind`` / ``state_version`` header
+    of ``state_dict`` and the validation helpers of ``from_state_dict``, so every
+    accumulator refuses a wrong partner or a wrong dict with the same clear message.
+    """
+
+    @property
+    def n_samples(self) -> int:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def _check_mergeable(self, other: Any) -> None:
+        if type(other) is not type(self):
+            raise InputError(
+                f"cannot merge a {type(other).__name__} into a {type(self).__name__}; merge accumulators of one "
+                f"kind (the same class, built with the same settings, fed with the same feature set)."
+            )
+
+    def _state_header(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__, "state_version": STATE_VERSION}
+
+    @classmethod
+    def _check_state(cls, d: Any, keys: tuple[str, ...]) -> None:
+        if not isinstance(d, Mapping):
+            raise InputError(
+                f"{cls.__name__}.from_state_dict needs the dict returned by state_dict() (or np.load of it), "
+                f"got {type(d).__name__}."
+            )
+        kind = _scalar(d.get("kind"))
+        if kind != cls.__name__:
+            raise InputError(
+                f"this state_dict is of kind {kind!r}, not {cls.__name__!r}; restore it with the class that saved it "
+                f"({kind}.from_state_dict(d))."
+            )
+        version = _scalar(d.get("state_version"))
+        if version != STATE_VERSION:
+            raise InputError(
+                f"this {cls.__name__} state_dict has layout version {version!r}; this deepspan reads version "
+                f"{STATE_VERSION}. Save it again with this version of deepspan."
+            )
+        missing = [k for k in keys if k not in d]
+        if missing:
+            raise InputError(
+                f"the {cls.__name__} state_dict lacks {missing}; pass the complete dict returned by state_dict()."
+            )
+
+    @classmethod
+    def _state_int(cls, d: Mapping[str, Any], key: str, minimum: int = 0) -> int:
+        v = _scalar(d[key])
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise InputError(f"{cls.__name__} state_dict[{key!r}] must be an integer >= {minimum}, got {v!r}.")
+        return int(v)
+
+    @classmethod
+    def _state_bool(cls, d: Mapping[str, Any], key: str) -> bool:
+        v = _scalar(d[key])
+        if not isinstance(v, bool):
+            raise InputError(f"{cls.__name__} state_dict[{key!r}] must be True or False, got {v!r}.")
+        return v
+
+    @classmethod
+    def _state_array(cls, d: Mapping[str, Any], key: str, ndim: int, dtype: Any = np.float64) -> np.ndarray:
+        """A copy of ``d[key]`` as an ``ndim``-D array of ``dtype`` (None: keep its dtype)."""
+        a = np.array(d[key], dtype=dtype, copy=True)
+        if a.ndim != ndim:
+            raise InputError(
+                f"{cls.__name__} state_dict[{key!r}] must be a {ndim}-D array, got shape {a.shape}; "
+                f"pass the dict returned by state_dict() unchanged."
+            )
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise InputError(f"{cls.__name__} state_dict[{key!r}] contains NaN/Inf; the saved state is corrupt.")
+        return a
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_samples={self.n_samples})"
+
+
+# --- batches -----------------------------------------------------------------------------
+
 
 def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
 
-def _prepare_batch(batch: Any, name: str) -> Any:
-    """Validate a batch and return it as float64 (numpy array or torch tensor on its device)."""
+def _raise_nonfinite(a: np.ndarray, name: str) -> None:
+    """Raise the shared NaN/Inf message of ``as_feature_matrix`` (count, kinds, first position)."""
+    as_feature_matrix(a, name, min_samples=0)
+    raise InputError(f"{name} contains NaN or Inf; remove or impute those samples before streaming.")
+
+
+def prepare_batch(batch: Any, name: str = "batch") -> Any:
+    """Validate one samples x features batch and return it in float64 on its own backend and device.
+
+    The one batch check of every accumulator's ``update`` and of second passes
+    (``with_left_vector``, ``NC4Accumulator``). The batch must be 2-D
+    (n_b x d with d >= 1; n_b = 0 is allowed and means "nothing to add"), real,
+    numeric and finite:
+
+    * numpy input of any real dtype (float32, integers, booleans are converted)
+      comes back as a float64 numpy array;
+    * a torch tensor (any device, any real dtype) comes back detached, as a
+      float64 tensor on the *same* device -- nothing is copied to the host.
+
+    Raises :class:`~deepspan.errors.InputError` naming the problem and the fix:
+    wrong number of axes, no feature columns, complex or non-numeric values,
+    NaN/Inf (how many, and where the first one is). ``name`` names the batch in
+    those messages.
+    """
     if _is_torch(batch):
         import torch
 
         t = batch.detach()
         if t.ndim != 2:
-            raise InputError(f"{name} must be a 2-D samples x features batch, got shape {tuple(t.shape)}.")
+            raise InputError(
+                f"{name} must be a 2-D samples x features batch, got shape {tuple(t.shape)}; "
+                f"reshape with batch.reshape(len(batch), -1)."
+            )
+        if t.shape[1] < 1:
+            raise InputError(f"{name} has no feature columns (shape {tuple(t.shape)}); pass at least one feature.")
         if t.is_complex():
             raise InputError(f"{name} is complex; deepspan works with real features only.")
         t = t.to(torch.float64)
         if not bool(torch.isfinite(t).all()):
-            raise InputError(_describe_nonfinite(t.cpu().numpy(), name))
+            _raise_nonfinite(t.cpu().numpy(), name)
         return t
-    a = np.asarray(batch)
-    if a.ndim != 2:
-        raise InputError(
-            f"{name} must be a 2-D samples x features batch, got shape {a.shape}; "
-            f"reshape with batch.reshape(len(batch), -1)."
-        )
-    a = _convert_dtype(a, name).astype(np.float64, copy=False)
+    a = as_feature_matrix(batch, name, min_samples=0, check_values=False)  # shape and dtype rules of deepspan
+    a = a.astype(np.float64, copy=False)
     if not np.isfinite(a).all():
-        raise InputError(_describe_nonfinite(a, name))
+        _raise_nonfinite(a, name)
     return a
 
 
@@ -81,6 +265,11 @@ def _to_numpy64(x: Any) -> np.ndarray:
     if _is_torch(x):
         return x.detach().cpu().numpy().astype(np.float64, copy=False)
     return np.asarray(x, dtype=np.float64)
+
+
+def _numpy_copy(x: Any) -> np.ndarray:
+    """A float64 numpy copy of array state (torch state is moved to the host), for ``state_dict``."""
+    return np.array(_to_numpy64(x), dtype=np.float64, copy=True)
 
 
 def _like(x: Any, ref: Any) -> Any:
@@ -101,6 +290,14 @@ def _cross(a: Any, b: Any) -> Any:
     return a.T @ b
 
 
+def _outer(a: Any, b: Any) -> Any:
+    if _is_torch(a):
+        import torch
+
+        return torch.outer(a, b)
+    return np.outer(a, b)
+
+
 def top_eigh(M: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``m`` eigenpairs of a symmetric PSD matrix, eigenvalues descending and clipped at 0.
 
@@ -118,12 +315,16 @@ def top_eigh(M: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(w, 0.0, None), np.ascontiguousarray(V)
 
 
+# --- Gram ---------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class GramStats:
     """Finalised second moments of a feature matrix F (N x d), float64.
 
-    Attributes: ``n_samples`` (N), ``mean`` (column means, length d) and
-    ``scatter`` (the centered scatter matrix (F - 1 mu^T)^T (F - 1 mu^T), d x d).
+    Attributes: ``n_samples`` (N), ``mean`` (column means mu, length d) and
+    ``scatter`` (the centered scatter matrix S = (F - 1 mu^T)^T (F - 1 mu^T),
+    d x d, symmetric). ``F^T F = S + N mu mu^T``.
     """
 
     n_samples: int
@@ -151,8 +352,8 @@ class GramStats:
         return np.sqrt(lam), V
 
 
-class GramAccumulator:
-    """Accumulate the Gram statistics of a feature matrix batch by batch.
+class GramAccumulator(AccumulatorBase):
+    """Accumulate the Gram statistics of a feature matrix batch by batch (an :class:`Accumulator`).
 
     >>> acc = GramAccumulator()
     >>> for batch in batches:           # each n_b x d, numpy or torch
@@ -160,18 +361,29 @@ class GramAccumulator:
     >>> stats = acc.finalize()           # GramStats, float64 numpy
 
     ``merge(other)`` adds the statistics of another accumulator (another shard
-    of samples, another process) in place; the result does not depend on how
-    the samples were split into batches or in which order partial results are
-    merged (up to float64 rounding). See the module docstring for the formulas.
+    of samples, another process) in place with the pairwise update of Chan,
+    Golub and LeVeque (1979); the result does not depend on how the samples
+    were split into batches or in which order partial results are merged (up
+    to float64 rounding). See the module docstring for the formulas.
+
+    ``state_dict()`` holds ``n_samples`` (int), ``mean`` (d,) and ``scatter``
+    (d x d), float64 numpy; an empty accumulator has a (0,) mean and a
+    (0, 0) scatter.
     """
 
     def __init__(self) -> None:
-        self.n_samples = 0
+        self._n = 0
         self._mean: Any = None
         self._scatter: Any = None
 
     @property
+    def n_samples(self) -> int:
+        """Samples seen so far."""
+        return self._n
+
+    @property
     def n_features(self) -> int | None:
+        """Width d of the batches seen so far (None before the first sample)."""
         return None if self._mean is None else int(self._mean.shape[0])
 
     def _check_width(self, d: int, name: str) -> None:
@@ -189,19 +401,20 @@ class GramAccumulator:
         return n_b, mean_b, xc
 
     def _combine(self, n_b: int, mean_b: Any, scatter_b: Any) -> None:
+        """Chan et al. pairwise update with a block of n_b samples, mean mean_b and centered scatter scatter_b."""
         if self._mean is None:
-            self.n_samples, self._mean, self._scatter = n_b, mean_b, scatter_b
+            self._n, self._mean, self._scatter = n_b, mean_b, scatter_b
             return
         mean_b, scatter_b = _like(mean_b, self._mean), _like(scatter_b, self._mean)
-        n_a, n = self.n_samples, self.n_samples + n_b
+        n_a, n = self._n, self._n + n_b
         delta = mean_b - self._mean
         self._scatter = self._scatter + scatter_b + (n_a * n_b / n) * _outer(delta, delta)
         self._mean = self._mean + delta * (n_b / n)
-        self.n_samples = n
+        self._n = n
 
     def update(self, batch: Any) -> "GramAccumulator":
         """Add a batch (n_b x d numpy array or torch tensor). Returns ``self``."""
-        x = _prepare_batch(batch, "batch")
+        x = prepare_batch(batch, "batch")
         self._check_width(int(x.shape[1]), "batch")
         if x.shape[0] == 0:
             return self
@@ -215,38 +428,73 @@ class GramAccumulator:
 
     def merge(self, other: "GramAccumulator") -> "GramAccumulator":
         """Add the statistics of ``other`` into ``self`` (in place) and return ``self``."""
+        self._check_mergeable(other)
         if other._mean is None:
             return self
         self._check_width(other.n_features, "the merged accumulator")
-        self._combine(other.n_samples, other._mean, other._scatter)
+        self._combine(other._n, other._mean, other._scatter)
         return self
 
     def finalize(self) -> GramStats:
         """The accumulated statistics as float64 numpy (moved off the GPU if needed)."""
-        if self._mean is None or self.n_samples == 0:
+        if self._mean is None or self._n == 0:
             raise InputError("the accumulator has seen no samples; call update(batch) before finalize().")
         scatter = _to_numpy64(self._scatter)
-        return GramStats(self.n_samples, _to_numpy64(self._mean), 0.5 * (scatter + scatter.T))
+        return GramStats(self._n, _to_numpy64(self._mean), 0.5 * (scatter + scatter.T))
+
+    # state ---------------------------------------------------------------------------------
+    def _export(self) -> tuple[int, np.ndarray, np.ndarray]:
+        if self._mean is None:
+            return 0, np.zeros(0), np.zeros((0, 0))
+        return int(self._n), _numpy_copy(self._mean), _numpy_copy(self._scatter)
+
+    @classmethod
+    def _restore(cls, n: int, mean: np.ndarray, scatter: np.ndarray, where: str) -> "GramAccumulator":
+        acc = cls()
+        d = mean.shape[0]
+        if n == 0:
+            if d != 0 or scatter.size != 0:
+                raise InputError(f"{where}: n_samples is 0 but the mean has {d} entries; the saved state is corrupt.")
+            return acc
+        if d == 0 or scatter.shape != (d, d):
+            raise InputError(
+                f"{where}: a mean of length {d} needs a {d} x {d} scatter, got {scatter.shape}; "
+                f"pass the dict returned by state_dict() unchanged."
+            )
+        acc._n, acc._mean, acc._scatter = int(n), mean, scatter
+        return acc
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{kind, state_version, n_samples, mean, scatter}``: numpy arrays and Python scalars only."""
+        n, mean, scatter = self._export()
+        return {**self._state_header(), "n_samples": n, "mean": mean, "scatter": scatter}
+
+    @classmethod
+    def from_state_dict(cls, d: Mapping[str, Any]) -> "GramAccumulator":
+        """The accumulator saved by :meth:`state_dict` (exact: the same float64 numbers, on the host)."""
+        cls._check_state(d, ("n_samples", "mean", "scatter"))
+        return cls._restore(cls._state_int(d, "n_samples"), cls._state_array(d, "mean", 1),
+                            cls._state_array(d, "scatter", 2), f"{cls.__name__}.from_state_dict")
 
 
-def _outer(a: Any, b: Any) -> Any:
-    if _is_torch(a):
-        import torch
-
-        return torch.outer(a, b)
-    return np.outer(a, b)
+# --- cross-Gram ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CrossGramStats:
     """Second moments of two feature sets A (N x d_a) and B (N x d_b) on the same samples.
 
-    ``cross_scatter`` is the centered cross-scatter (A - 1 mu_A^T)^T (B - 1 mu_B^T).
+    ``a`` and ``b`` are the :class:`GramStats` of each set; ``cross_scatter`` is
+    the centered cross-scatter (A - 1 mu_A^T)^T (B - 1 mu_B^T) (d_a x d_b).
     """
 
     a: GramStats
     b: GramStats
     cross_scatter: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return self.a.n_samples
 
     def cross_gram(self, center: bool = False) -> np.ndarray:
         """A_c^T B_c (d_a x d_b), centered or not."""
@@ -255,13 +503,17 @@ class CrossGramStats:
         return self.cross_scatter + self.a.n_samples * np.outer(self.a.mean, self.b.mean)
 
 
-class CrossGramAccumulator:
-    """Accumulate A^T A, B^T B and A^T B for two feature sets fed with the same samples.
+class CrossGramAccumulator(AccumulatorBase):
+    """Accumulate A^T A, B^T B and A^T B for two feature sets fed with the same samples (an :class:`Accumulator`).
 
     Each call ``update(a_batch, b_batch)`` must pass the *same samples in the same
     order* for both sets (e.g. two models' features of one DataLoader batch);
-    the batch sizes are checked. Merging follows the Chan et al. pairwise update
-    (module docstring) with the cross term (n_a n_b / n) delta_A delta_B^T.
+    the batch sizes are checked with :func:`~deepspan.linalg.check_same_samples`.
+    Merging follows the Chan, Golub, LeVeque (1979) pairwise update (module
+    docstring) with the cross term (n_a n_b / n) delta_A delta_B^T.
+
+    ``state_dict()`` holds ``n_samples``, ``a.mean``, ``a.scatter``, ``b.mean``,
+    ``b.scatter`` and ``cross_scatter`` (d_a x d_b).
     """
 
     def __init__(self) -> None:
@@ -271,6 +523,7 @@ class CrossGramAccumulator:
 
     @property
     def n_samples(self) -> int:
+        """Samples seen so far (the same for both sets)."""
         return self.a.n_samples
 
     def _combine_cross(self, n_a: int, n_b: int, mean_a_old: Any, mean_b_old: Any,
@@ -285,13 +538,10 @@ class CrossGramAccumulator:
 
     def update(self, a_batch: Any, b_batch: Any) -> "CrossGramAccumulator":
         """Add one batch of both feature sets (same samples, same order). Returns ``self``."""
-        xa = _prepare_batch(a_batch, "a_batch")
-        xb = _prepare_batch(b_batch, "b_batch")
-        if xa.shape[0] != xb.shape[0]:
-            raise InputError(
-                f"a_batch has {xa.shape[0]} samples but b_batch has {xb.shape[0]}; both must hold the "
-                f"features of the same samples in the same order."
-            )
+        xa = prepare_batch(a_batch, "a_batch")
+        xb = prepare_batch(b_batch, "b_batch")
+        check_same_samples(int(xa.shape[0]), int(xb.shape[0]), names=("a_batch", "b_batch"),
+                           what="CrossGramAccumulator.update")
         if xa.shape[0] == 0:
             return self
         xb = _like(xb, xa)
@@ -310,15 +560,16 @@ class CrossGramAccumulator:
 
     def merge(self, other: "CrossGramAccumulator") -> "CrossGramAccumulator":
         """Add another accumulator's statistics (other samples of the same two sets) in place."""
+        self._check_mergeable(other)
         if other._cross is None:
             return self
-        if self._cross is None:
-            self.a.merge(other.a)
-            self.b.merge(other.b)
+        if self._cross is not None:  # check both widths before touching anything
+            self.a._check_width(other.a.n_features, "the merged accumulator's first set (A)")
+            self.b._check_width(other.b.n_features, "the merged accumulator's second set (B)")
+            self._combine_cross(self.n_samples, other.n_samples, self.a._mean, self.b._mean,
+                                other.a._mean, other.b._mean, other._cross)
+        else:
             self._cross = other._cross
-            return self
-        self._combine_cross(self.n_samples, other.n_samples, self.a._mean, self.b._mean,
-                            other.a._mean, other.b._mean, other._cross)
         self.a.merge(other.a)
         self.b.merge(other.b)
         return self
@@ -327,11 +578,40 @@ class CrossGramAccumulator:
         """The accumulated statistics as float64 numpy."""
         return CrossGramStats(self.a.finalize(), self.b.finalize(), _to_numpy64(self._cross))
 
+    def state_dict(self) -> dict[str, Any]:
+        """``{kind, state_version, n_samples, a.mean, a.scatter, b.mean, b.scatter, cross_scatter}``."""
+        n, mean_a, scatter_a = self.a._export()
+        _, mean_b, scatter_b = self.b._export()
+        cross = np.zeros((0, 0)) if self._cross is None else _numpy_copy(self._cross)
+        return {**self._state_header(), "n_samples": n, "a.mean": mean_a, "a.scatter": scatter_a,
+                "b.mean": mean_b, "b.scatter": scatter_b, "cross_scatter": cross}
+
+    @classmethod
+    def from_state_dict(cls, d: Mapping[str, Any]) -> "CrossGramAccumulator":
+        """The accumulator saved by :meth:`state_dict` (exact)."""
+        cls._check_state(d, ("n_samples", "a.mean", "a.scatter", "b.mean", "b.scatter", "cross_scatter"))
+        where = f"{cls.__name__}.from_state_dict"
+        n = cls._state_int(d, "n_samples")
+        acc = cls()
+        acc.a = GramAccumulator._restore(n, cls._state_array(d, "a.mean", 1), cls._state_array(d, "a.scatter", 2), where)
+        acc.b = GramAccumulator._restore(n, cls._state_array(d, "b.mean", 1), cls._state_array(d, "b.scatter", 2), where)
+        cross = cls._state_array(d, "cross_scatter", 2)
+        expected = (acc.a.n_features or 0, acc.b.n_features or 0)
+        if cross.shape != expected:
+            raise InputError(f"{where}: cross_scatter has shape {cross.shape}, the two sets need {expected}.")
+        acc._cross = cross if n else None
+        return acc
+
+
+# --- class-wise statistics ----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ClassStats:
     """Class-wise second moments: per class count, mean and centered scatter, float64.
 
+    Fields: ``classes`` (C sorted labels), ``counts`` (C, int64), ``means``
+    (C x d) and ``scatters`` (C x d x d, each class's centered scatter).
     ``within_scatter`` = sum_c sum_{i in c} (x_i - mu_c)(x_i - mu_c)^T and
     ``between_scatter`` = sum_c n_c (mu_c - mu)(mu_c - mu)^T, whose sum is the
     total centered scatter (the neural-collapse statistics of Papyan, Han and
@@ -348,6 +628,14 @@ class ClassStats:
         return int(self.counts.sum())
 
     @property
+    def n_classes(self) -> int:
+        return int(len(self.classes))
+
+    @property
+    def n_features(self) -> int:
+        return int(self.means.shape[1])
+
+    @property
     def global_mean(self) -> np.ndarray:
         return (self.counts[:, None] * self.means).sum(0) / self.n_samples
 
@@ -361,13 +649,25 @@ class ClassStats:
         return (D * self.counts[:, None]).T @ D
 
 
-class ClassStatsAccumulator:
-    """Accumulate per-class Gram statistics batch by batch: ``update(batch, labels)``.
+def _label_kind(key: Any) -> str:
+    if isinstance(key, (bool, int, float, np.number, np.bool_)):
+        return "numeric"
+    if isinstance(key, (str, bytes)):
+        return "text"
+    return type(key).__name__
 
-    One :class:`GramAccumulator` per class (Chan et al. pairwise merges), so
-    the result does not depend on batching; ``merge`` adds another
-    accumulator's classes. ``needs_labels`` tells ``features.extract`` to pass
+
+class ClassStatsAccumulator(AccumulatorBase):
+    """Accumulate per-class Gram statistics batch by batch: ``update(batch, labels)`` (an :class:`Accumulator`).
+
+    One :class:`GramAccumulator` per class (Chan, Golub, LeVeque 1979 pairwise
+    merges), so the result does not depend on batching; ``merge`` adds another
+    accumulator's classes (a shard may lack some classes). Labels are numbers
+    or strings, not both. ``needs_labels`` tells ``features.extract`` to pass
     the batch labels.
+
+    ``state_dict()`` holds ``classes`` (C,), ``counts`` (C, int64), ``means``
+    (C x d) and ``scatters`` (C x d x d); an empty accumulator has C = 0.
     """
 
     needs_labels = True
@@ -375,19 +675,53 @@ class ClassStatsAccumulator:
     def __init__(self) -> None:
         self._per_class: dict[Any, GramAccumulator] = {}
 
+    @property
+    def n_samples(self) -> int:
+        """Samples seen so far, all classes together."""
+        return sum(acc.n_samples for acc in self._per_class.values())
+
+    @property
+    def n_features(self) -> int | None:
+        for acc in self._per_class.values():
+            return acc.n_features
+        return None
+
+    def _check_labels(self, keys: list[Any], name: str) -> None:
+        kinds = {_label_kind(k) for k in keys} | {_label_kind(k) for k in self._per_class}
+        if len(kinds) > 1:
+            raise InputError(
+                f"{name} mixes label kinds {sorted(kinds)} with the classes seen so far; use one kind of class "
+                f"label (integers, or strings) for every batch and shard."
+            )
+
+    def _check_width(self, d: int | None, name: str) -> None:
+        if d is not None and self.n_features is not None and d != self.n_features:
+            raise InputError(
+                f"{name} has {d} features but this accumulator has seen {self.n_features}; "
+                f"every batch of one feature set must have the same columns."
+            )
+
     def update(self, batch: Any, labels: Any) -> "ClassStatsAccumulator":
-        x = _prepare_batch(batch, "batch")
+        """Add a batch (n_b x d) with one class label per row. Returns ``self``."""
+        x = prepare_batch(batch, "batch")
         lab = np.asarray(labels.detach().cpu() if _is_torch(labels) else labels).reshape(-1)
         if len(lab) != x.shape[0]:
             raise InputError(f"{len(lab)} labels for a batch of {x.shape[0]} samples; pass one label per sample.")
-        for c in np.unique(lab):
+        self._check_width(int(x.shape[1]), "batch")
+        uniq = np.unique(lab)
+        keys = [c.item() if hasattr(c, "item") else c for c in uniq]
+        self._check_labels(keys, "the labels of this batch")
+        for c, key in zip(uniq, keys):
             rows = np.flatnonzero(lab == c)
             idx = rows if not _is_torch(x) else __import__("torch").as_tensor(rows, device=x.device)
-            key = c.item() if hasattr(c, "item") else c
-            self._per_class.setdefault(key, GramAccumulator()).update(x[idx])
+            self._per_class.setdefault(key, GramAccumulator())._add_block(x[idx])
         return self
 
     def merge(self, other: "ClassStatsAccumulator") -> "ClassStatsAccumulator":
+        """Add another accumulator's per-class statistics in place (classes absent here are added)."""
+        self._check_mergeable(other)
+        self._check_width(other.n_features, "the merged accumulator")
+        self._check_labels(list(other._per_class), "the merged accumulator")
         for c, acc in other._per_class.items():
             if c in self._per_class:
                 self._per_class[c].merge(acc)
@@ -396,6 +730,7 @@ class ClassStatsAccumulator:
         return self
 
     def finalize(self) -> ClassStats:
+        """Per-class counts, means and scatters, classes in sorted order, float64 numpy."""
         if not self._per_class:
             raise InputError("the accumulator has seen no samples; call update(batch, labels) before finalize().")
         classes = sorted(self._per_class)
@@ -406,3 +741,36 @@ class ClassStatsAccumulator:
             np.stack([s.mean for s in stats]),
             np.stack([s.scatter for s in stats]),
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{kind, state_version, classes, counts, means, scatters}`` with the classes in sorted order."""
+        classes = sorted(self._per_class)
+        if not classes:
+            return {**self._state_header(), "classes": np.zeros(0, dtype=np.int64), "counts": np.zeros(0, np.int64),
+                    "means": np.zeros((0, 0)), "scatters": np.zeros((0, 0, 0))}
+        parts = [self._per_class[c]._export() for c in classes]
+        return {**self._state_header(), "classes": np.asarray(classes),
+                "counts": np.array([p[0] for p in parts], dtype=np.int64),
+                "means": np.stack([p[1] for p in parts]), "scatters": np.stack([p[2] for p in parts])}
+
+    @classmethod
+    def from_state_dict(cls, d: Mapping[str, Any]) -> "ClassStatsAccumulator":
+        """The accumulator saved by :meth:`state_dict` (exact)."""
+        cls._check_state(d, ("classes", "counts", "means", "scatters"))
+        where = f"{cls.__name__}.from_state_dict"
+        classes = cls._state_array(d, "classes", 1, dtype=None)
+        counts = cls._state_array(d, "counts", 1, dtype=None)
+        means = cls._state_array(d, "means", 2)
+        scatters = cls._state_array(d, "scatters", 3)
+        C = len(classes)
+        if counts.dtype.kind not in "iu" or len(counts) != C or len(means) != C or len(scatters) != C:
+            raise InputError(
+                f"{where}: classes, counts, means and scatters must describe the same {C} classes (integer counts); "
+                f"got lengths {len(counts)}, {len(means)}, {len(scatters)}."
+            )
+        acc = cls()
+        for i, key in enumerate(classes.tolist()):
+            if counts[i] < 1:
+                raise InputError(f"{where}: class {key!r} has count {int(counts[i])}; every saved class has samples.")
+            acc._per_class[key] = GramAccumulator._restore(int(counts[i]), means[i], scatters[i], where)
+        return acc

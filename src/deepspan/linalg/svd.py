@@ -81,7 +81,7 @@ from deepspan.linalg.blocks import BLOCK_BYTES, block_cols, block_rows, col_bloc
 from deepspan.linalg.checks import _all_zero_message, _describe_nonfinite, as_feature_matrix, check_rank_request
 from deepspan.linalg.streaming import GramAccumulator, top_eigh
 
-__all__ = ["METHODS", "SingularTriplets", "top_singular", "choose_method", "orient_signs"]
+__all__ = ["METHODS", "SingularTriplets", "top_singular", "top_singular_both", "choose_method", "orient_signs"]
 
 METHODS = ("auto", "exact", "gram", "kernel", "krylov")
 
@@ -578,6 +578,100 @@ def _krylov(F, k, n_values, center, *, tol, value_tol, seed, max_basis):
     return _RouteOut(U, s, V, total, mean, passes + its, conv)
 
 
+
+def _finish(A: np.ndarray, out: "_RouteOut", route: str, k: int, center: bool, notes: list[str]) -> SingularTriplets:
+    """The common end of every route: scale checks, unresolved values, orthonormality, sign rule."""
+    _check_scale(A, out, center)
+    U, s, V = out.U, np.asarray(out.s, dtype=np.float64), out.V
+    # Gram-type routes resolve sigma_j only down to ~sqrt(eps) sigma_1: below
+    # that, the vectors are not determined and are completed orthonormally.
+    floor = 1e-12 if route == "exact" else _UNRESOLVED
+    U, replaced = _complete_null(U, s, float(s[0]) * floor, k)
+    V, _ = _complete_null(V, s, float(s[0]) * floor, k)
+    unresolved = s <= float(s[0]) * floor
+    if unresolved.any():
+        s = np.where(unresolved, 0.0, s)
+        notes.append(
+            f"{int(unresolved.sum())} singular value(s) below {floor:g} sigma_1 are numerically zero for the "
+            f"{route} route and reported as 0" + ("; their vectors are an arbitrary orthonormal completion" if replaced else "")
+        )
+    if route != "exact" and k > 1:
+        U, V = _orthonormalize_in_order(U), _orthonormalize_in_order(V)
+    U, V = orient_signs(U, V)
+    return SingularTriplets(
+        U=U,
+        s=s,
+        V=V,
+        total_energy=float(out.total),
+        n_samples=A.shape[0],
+        n_features=A.shape[1],
+        centered=bool(center),
+        method=route,
+        mean=out.mean,
+        converged=out.converged,
+        passes=out.passes,
+        notes=tuple(notes),
+    )
+
+
+def top_singular_both(F, k: int = 1, *, n_values: int | None = None) -> tuple[SingularTriplets, SingularTriplets]:
+    """Top-``k`` singular triplets of F uncentered AND column-centered, from one float64 product.
+
+    Returns ``(uncentered, centered)``, each equal (to rounding) to ``top_singular(F, k, center=...,
+    n_values=n_values)`` with the Gram or kernel route. The P-vector literature does not say whether
+    features are centered (Liu et al. 2022 write a plain SVD), so analyses often need both readings;
+    sharing the product halves the work:
+
+    * d <= N (Gram side): one pass accumulates the column means mu and the centered scatter
+      S = F_c^T F_c exactly (Chan et al. pairwise merges, no cancellation); the uncentered Gram is
+      F^T F = S + N mu mu^T (a sum of two PSD terms). Top eigenpairs of each, then u = F_c v / sigma.
+    * d > N (kernel side): one pass accumulates K = F F^T; the centered kernel is H K H with
+      H = I - 11^T / N. Top eigenpairs of each, then v = F_c^T u / sigma.
+
+    Both results follow :func:`top_singular`'s sign rule, resolution floor and null completion;
+    ``method`` is ``"gram"`` or ``"kernel"`` and ``passes`` counts the shared product once.
+    """
+    A = as_feature_matrix(F, check_values=False)
+    n, d = A.shape
+    k = check_rank_request(k, n, d)
+    n_values = k if n_values is None else check_rank_request(n_values, n, d, "n_values")
+    n_values = max(n_values, k)
+    outs: list[_RouteOut] = []
+    with np.errstate(all="ignore"):
+        if d <= n:
+            route = "gram"
+            acc = GramAccumulator()
+            for _, B in row_blocks(A, block_rows(d, 4 * BLOCK_BYTES)):
+                acc.update(B)
+            stats = acc.finalize()
+            for center in (False, True):
+                G = stats.gram(center)
+                _check_finite_result(A, G)
+                lam, V = top_eigh(G, n_values)
+                s = np.sqrt(lam)
+                V = V[:, :k]
+                U, _, _ = _left_from_right(A, V, _safe(s, k), stats.mean if center else None)
+                outs.append(_RouteOut(U, s, V, stats.total_energy(center), stats.mean, 2))
+        else:
+            route = "kernel"
+            K = np.zeros((n, n))
+            mean = np.empty(d)
+            for j, C in col_blocks(A, block_cols(n, 4 * BLOCK_BYTES)):
+                mean[j : j + C.shape[1]] = C.mean(0)
+                K += C @ C.T
+            _check_finite_result(A, K)
+            K = 0.5 * (K + K.T)
+            r = K.mean(0)
+            for center in (False, True):
+                M = K - r[None, :] - r[:, None] + r.mean() if center else K
+                lam, U = top_eigh(M, n_values)
+                s = np.sqrt(lam)
+                U = U[:, :k]
+                V, _, _ = _right_from_left(A, U, _safe(s, k), center)
+                outs.append(_RouteOut(U, s, V, float(max(np.trace(M), 0.0)), mean, 2))
+    note = [f"one shared {route} product for both centerings (top_singular_both)"]
+    return (_finish(A, outs[0], route, k, False, list(note)), _finish(A, outs[1], route, k, True, list(note)))
+
 _ROUTES = {"exact": _exact, "gram": _gram, "kernel": _kernel, "krylov": _krylov}
 
 
@@ -659,34 +753,4 @@ def top_singular(
                 ConvergenceWarning,
                 stacklevel=2,
             )
-    _check_scale(A, out, center)
-    U, s, V = out.U, np.asarray(out.s, dtype=np.float64), out.V
-    # Gram-type routes resolve sigma_j only down to ~sqrt(eps) sigma_1: below
-    # that, the vectors are not determined and are completed orthonormally.
-    floor = 1e-12 if route == "exact" else _UNRESOLVED
-    U, replaced = _complete_null(U, s, float(s[0]) * floor, k)
-    V, _ = _complete_null(V, s, float(s[0]) * floor, k)
-    unresolved = s <= float(s[0]) * floor
-    if unresolved.any():
-        s = np.where(unresolved, 0.0, s)
-        notes.append(
-            f"{int(unresolved.sum())} singular value(s) below {floor:g} sigma_1 are numerically zero for the "
-            f"{route} route and reported as 0" + ("; their vectors are an arbitrary orthonormal completion" if replaced else "")
-        )
-    if route != "exact" and k > 1:
-        U, V = _orthonormalize_in_order(U), _orthonormalize_in_order(V)
-    U, V = orient_signs(U, V)
-    return SingularTriplets(
-        U=U,
-        s=s,
-        V=V,
-        total_energy=float(out.total),
-        n_samples=n,
-        n_features=d,
-        centered=bool(center),
-        method=route,
-        mean=out.mean,
-        converged=out.converged,
-        passes=out.passes,
-        notes=tuple(notes),
-    )
+    return _finish(A, out, route, k, center, notes)

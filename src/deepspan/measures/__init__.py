@@ -1,14 +1,32 @@
 """The science: measures on feature matrices (pure functions and small result dataclasses)."""
 
-# the functions cka() and cca() are exported at the top level (deepspan.cka, deepspan.cca): here the
-# names stay the submodules deepspan.measures.cka and deepspan.measures.cca
-from deepspan.measures.cca import canonical_correlations, cca_mean_sq, procrustes, pwcca, shape_angle, svcca
-from deepspan.measures.cka import debiased_linear_cka, linear_cka, linear_cka_gram, rbf_cka, streaming_linear_cka
-from deepspan.measures.compare import MEASURES, MeasureSpec, compare, compare_many
-from deepspan.measures.collapse import CollapseResult, nc4_agreement, neural_collapse
+# CKA family in .alignment, CCA family in .canonical, Procrustes / shape angle in .shape: the names
+# deepspan.measures.cka and deepspan.measures.cca are the functions cka() and cca()
+from deepspan.measures.alignment import (
+    cka,
+    debiased_linear_cka,
+    debiased_linear_cka_gram,
+    linear_cka,
+    linear_cka_from_stats,
+    linear_cka_gram,
+    rbf_cka,
+)
+from deepspan.measures.canonical import canonical_correlations, cca, cca_mean_sq, pwcca, svcca
+from deepspan.measures.shape import procrustes, shape_angle
+from deepspan.measures.compare import DEFAULT_MEASURES, MEASURES, MeasureSpec, compare, compare_many
+from deepspan.measures.collapse import (
+    CollapseResult,
+    NC4Accumulator,
+    NC4Stats,
+    nc4_agreement,
+    nc4_from_stats,
+    neural_collapse,
+    neural_collapse_from_stats,
+)
 from deepspan.measures.spectrum import (
     SpectrumAccumulator,
     SpectrumResult,
+    SpectrumStats,
     feature_spectrum,
     feature_spectrum_from_stats,
 )
@@ -19,6 +37,7 @@ from deepspan.measures.match import (
     layer_match_similarity,
     max_epsilon,
     max_match,
+    max_match_similarity,
     min_epsilon_for_size,
     minimal_match,
     relative_distance,
@@ -29,20 +48,25 @@ from deepspan.measures.pvector import (
     PVector,
     data_pvector,
     energy_table,
+    mean_principal_angle,
     principal_angles,
     pvector,
-    pvector_angle_streaming,
+    pvector_angle,
+    pvector_angle_from_stats,
     pvector_from_stats,
     reconstruction_errors,
     with_left_vector,
 )
 
 __all__ = [
+    "cka",
     "linear_cka",
     "linear_cka_gram",
     "debiased_linear_cka",
+    "debiased_linear_cka_gram",
     "rbf_cka",
-    "streaming_linear_cka",
+    "linear_cka_from_stats",
+    "cca",
     "cca_mean_sq",
     "canonical_correlations",
     "svcca",
@@ -52,19 +76,26 @@ __all__ = [
     "compare",
     "compare_many",
     "MEASURES",
+    "DEFAULT_MEASURES",
     "MeasureSpec",
     "feature_spectrum",
     "feature_spectrum_from_stats",
     "SpectrumAccumulator",
     "SpectrumResult",
+    "SpectrumStats",
     "neural_collapse",
     "nc4_agreement",
+    "neural_collapse_from_stats",
+    "NC4Accumulator",
+    "NC4Stats",
+    "nc4_from_stats",
     "CollapseResult",
     "Match",
     "MatchGram",
     "relative_distance",
     "is_match",
     "max_match",
+    "max_match_similarity",
     "max_epsilon",
     "min_epsilon_for_size",
     "minimal_match",
@@ -76,8 +107,10 @@ __all__ = [
     "data_pvector",
     "pvector_from_stats",
     "with_left_vector",
-    "pvector_angle_streaming",
+    "pvector_angle_from_stats",
     "principal_angles",
+    "mean_principal_angle",
+    "pvector_angle",
     "energy_table",
     "reconstruction_errors",
 ]

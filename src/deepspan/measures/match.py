@@ -51,12 +51,21 @@ delta ~ 1e-5 small distances are not resolved). Least squares on the raw
 activations (``relative_distance``) is the accurate, slow route. Comparisons are ``d <= eps + atol`` with
 ``atol = 1e-6`` by default, which is what makes eps = 0 meaningful. Neurons with norm <= 1e-16 ("dead") are never matched but count
 in the similarity's denominator; ``active_similarity`` leaves them out.
+
+Prepare + pair (DESIGN.md). :func:`match_side` is the per-network step (the float64
+activations, their squared norms and, on first use, their Gram matrix); :func:`match_pair`
+builds the :class:`MatchGram` of two prepared sides (only the cross product A^T B is new) and
+returns the maximum match. :func:`max_match` is ``match_pair(match_side(A), match_side(B), eps)``;
+:func:`max_match_similarity` (the ``max_match`` entry of ``MEASURES``) is its ``.similarity``, made by
+:func:`max_match_similarity_steps` (``eps``, ``atol``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -64,8 +73,8 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg.lapack import dpstrf
 
-from deepspan.errors import DeepspanWarning, InputError, SampleMismatchError
-from deepspan.linalg.checks import to_numpy
+from deepspan.errors import InputError, SampleMismatchError, TrivialSpanWarning
+from deepspan.linalg.checks import check_same_samples, to_numpy
 
 __all__ = [
     "DEAD_NORM",
@@ -74,10 +83,15 @@ __all__ = [
     "DEFAULT_EPS_GRID",
     "TrivialSpanWarning",
     "Match",
+    "MatchSide",
     "MatchGram",
+    "match_side",
+    "match_pair",
+    "max_match_similarity_steps",
     "relative_distance",
     "is_match",
     "max_match",
+    "max_match_similarity",
     "max_epsilon",
     "min_epsilon_for_size",
     "minimal_match",
@@ -95,10 +109,6 @@ RANK_CUT = 1e-12
 ATOL = 1e-6
 #: The eps grid of the layer-wise similarity (the paper's Figure 3 range).
 DEFAULT_EPS_GRID = (0.15, 0.2, 0.25, 0.3, 0.5)
-
-
-class TrivialSpanWarning(DeepspanWarning):
-    """N <= the number of neurons: the spans can cover all of R^N and everything matches trivially."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,39 @@ def _activations(A: Any, name: str) -> np.ndarray:
     return a
 
 
+class MatchSide:
+    """Per-network statistics of the subspace match: one side's activations (float64, samples x neurons).
+
+    ``sq_norms`` (the neurons' squared norms, the diagonal of X^T X) is computed at once; ``gram``
+    (X^T X) on first use and then kept, so a network compared with many others pays for it once.
+    """
+
+    def __init__(self, X: np.ndarray) -> None:
+        self.X = X
+        self.sq_norms = np.einsum("ij,ij->j", X, X)
+        self._gram: np.ndarray | None = None
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def gram(self) -> np.ndarray:
+        """X^T X (a symmetric rank-k update, numpy's syrk), computed once."""
+        if self._gram is None:
+            self._gram = self.X.T @ self.X
+        return self._gram
+
+
+def match_side(X: Any, name: str = "A") -> MatchSide:
+    """The prepare step of the subspace match: validate X (N samples x neurons, finite, real) as side ``name``."""
+    return MatchSide(_activations(X, name))
+
+
 class MatchGram:
     """The Gram matrix of [A B] and the match algorithms on it (build once, query many times).
 
@@ -207,20 +250,27 @@ class MatchGram:
 
     @classmethod
     def from_activations(cls, A: Any, B: Any, atol: float = ATOL) -> "MatchGram":
-        A = _activations(A, "A")
-        B = _activations(B, "B")
-        if A.shape[0] != B.shape[0]:
-            raise SampleMismatchError(
-                f"A has {A.shape[0]} samples but B has {B.shape[0]}; activation vectors are compared in sample "
-                f"space and need the same samples in the same order."
-            )
-        na = A.shape[1]
-        G = np.zeros((na + B.shape[1],) * 2)
-        G[np.arange(na), np.arange(na)] = np.einsum("ij,ij->j", A, A)  # A^T A: diagonal now, the rest lazily
-        G[na:, na:] = B.T @ B  # a symmetric rank-k update (numpy calls syrk) and one cross product
-        G[:na, na:] = A.T @ B
+        """One pass over A (N x n_a) and B (N x n_b): ``from_sides(match_side(A, "A"), match_side(B, "B"))``."""
+        a = match_side(A, "A")
+        b = match_side(B, "B")
+        return cls.from_sides(a, b, atol)
+
+    @classmethod
+    def from_sides(cls, a: MatchSide, b: MatchSide, atol: float = ATOL) -> "MatchGram":
+        """The Gram matrix of [A B] from two prepared sides (:func:`match_side`): only A^T B is computed here.
+
+        A's own block holds its diagonal now and the rest lazily (the first pruning pass never needs it);
+        B's block is ``b.gram``, computed once per side.
+        """
+        check_same_samples(a.n_samples, b.n_samples, names=("A", "B"),
+                           what="the subspace match (activation vectors are compared in sample space)")
+        na = a.n_neurons
+        G = np.zeros((na + b.n_neurons,) * 2)
+        G[np.arange(na), np.arange(na)] = a.sq_norms  # A^T A: diagonal now, the rest lazily
+        G[na:, na:] = b.gram
+        G[:na, na:] = a.X.T @ b.X
         G[na:, :na] = G[:na, na:].T
-        return cls(G, na, A.shape[0], atol, lazy_a=A)
+        return cls(G, na, a.n_samples, atol, lazy_a=a.X)
 
     @classmethod
     def from_stats(cls, stats: Any, atol: float = ATOL) -> "MatchGram":
@@ -420,8 +470,7 @@ def relative_distance(z: Any, S: Any) -> float:
     S = np.asarray(to_numpy(S), dtype=np.float64)
     if S.ndim == 1:
         S = S[:, None]
-    if S.shape[0] != len(z):
-        raise SampleMismatchError(f"z has {len(z)} samples but S has {S.shape[0]}.")
+    check_same_samples(len(z), S.shape[0], names=("z", "S"), what="a relative distance in sample space")
     if S.shape[1] == 0:
         return 1.0
     coef = np.linalg.lstsq(S, z, rcond=None)[0]
@@ -433,9 +482,37 @@ def is_match(A: Any, B: Any, X: Any, Y: Any, eps: float, atol: float = ATOL) -> 
     return MatchGram.from_activations(A, B, atol).is_match(X, Y, eps)
 
 
+def match_pair(a: MatchSide, b: MatchSide, eps: float, atol: float = ATOL) -> Match:
+    """The pair step of the subspace match: the maximum eps-match of two prepared sides (:func:`match_side`)."""
+    return MatchGram.from_sides(a, b, atol).max_match(eps)
+
+
 def max_match(A: Any, B: Any, eps: float, atol: float = ATOL) -> Match:
-    """The maximum eps-match of the neurons of A (N x n_a) and B (N x n_b); ``.similarity`` per Wang et al."""
-    return MatchGram.from_activations(A, B, atol).max_match(eps)
+    """The maximum eps-match of the neurons of A (N x n_a) and B (N x n_b); ``.similarity`` per Wang et al.
+
+    Wang et al., NeurIPS 2018: the union of all eps-approximate matches, found by alternately pruning
+    the neurons farther than eps (relative distance) from the other side's span.
+    """
+    eps = _check_eps(eps)
+    return match_pair(match_side(A, "A"), match_side(B, "B"), eps, atol)
+
+
+def _similarity_pair(a: MatchSide, b: MatchSide, *, eps: float, atol: float) -> float:
+    return match_pair(a, b, eps, atol).similarity
+
+
+def max_match_similarity_steps(eps: float = 0.25, atol: float = ATOL) -> tuple[Callable[[Any], MatchSide],
+                                                                                Callable[[MatchSide, MatchSide], float]]:
+    """Maximum matching similarity as (prepare, pair): :func:`match_side` and
+    (|X*| + |Y*|) / (n_a + n_b) of :func:`match_pair` at ``eps`` (Wang et al., NeurIPS 2018)."""
+    return match_side, functools.partial(_similarity_pair, eps=_check_eps(eps), atol=float(atol))
+
+
+def max_match_similarity(A: Any, B: Any, eps: float = 0.25, atol: float = ATOL) -> float:
+    """The maximum matching similarity (|X*| + |Y*|) / (n_a + n_b) at ``eps`` (Wang et al. 2018); dead neurons
+    count in the denominator. Equal to ``max_match(A, B, eps, atol).similarity``."""
+    prepare, pair = max_match_similarity_steps(eps, atol)
+    return pair(prepare(A, "A"), prepare(B, "B"))
 
 
 def max_epsilon(A: Any, B: Any) -> float:

@@ -26,6 +26,7 @@ result records it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -35,10 +36,11 @@ import numpy as np
 
 from deepspan._version import __version__
 from deepspan.errors import DegenerateSpectrumWarning, InputError, SampleMismatchError
-from deepspan.linalg.angles import angle, angle_from_cosine, principal_angles_between_bases
+from deepspan.linalg.angles import angle, angle_from_cosine, principal_angles_between_bases, unit_angle
 from deepspan.linalg.checks import as_feature_matrix, check_rank_request, to_numpy
-from deepspan.linalg.streaming import CrossGramStats, GramStats, _prepare_batch
-from deepspan.linalg.svd import orient_signs, top_singular
+from deepspan.linalg.streaming import CrossGramStats, GramStats, prepare_batch
+from deepspan.linalg.checks import check_same_samples
+from deepspan.linalg.svd import METHODS, orient_signs, top_singular
 
 __all__ = [
     "DEGENERACY_THRESHOLD",
@@ -47,8 +49,12 @@ __all__ = [
     "data_pvector",
     "pvector_from_stats",
     "with_left_vector",
-    "pvector_angle_streaming",
+    "pvector_angle_from_stats",
     "principal_angles",
+    "pvector_angle",
+    "pvector_angle_steps",
+    "mean_principal_angle",
+    "principal_angle_steps",
     "energy_table",
     "reconstruction_errors",
     "angle",
@@ -263,21 +269,18 @@ def with_left_vector(p: PVector, batches: Iterable[Any], mean: np.ndarray | None
     shift = 0.0 if not p.centered else float(np.asarray(mean, dtype=np.float64) @ p.v)
     parts = []
     for batch in batches:
-        x = to_numpy(_prepare_batch(batch, "batch"))
+        x = to_numpy(prepare_batch(batch, "batch"))
         if x.shape[1] != p.n_features:
             raise InputError(f"batch has {x.shape[1]} features but the P-vector has {p.n_features}.")
         parts.append((x @ p.v - shift) / p.sigma)
     u = np.concatenate(parts) if parts else np.zeros(0)
-    if u.shape[0] != p.n_samples:
-        raise SampleMismatchError(
-            f"the second pass saw {u.shape[0]} samples but the statistics were built from {p.n_samples}; "
-            f"feed exactly the same samples in the same order."
-        )
+    check_same_samples(u.shape[0], p.n_samples, names=("the second pass", "the P-vector's statistics"),
+                       what="with_left_vector (u = F_c v / sigma)")
     U, V = orient_signs(u[:, None], p.v[:, None])
     return dataclasses.replace(p, u=U[:, 0], v=V[:, 0])
 
 
-def pvector_angle_streaming(stats: CrossGramStats, center: bool = False) -> float:
+def pvector_angle_from_stats(stats: CrossGramStats, center: bool = False) -> float:
     """Angle (degrees) between the P-vectors of two feature sets A, B from cross-Gram statistics.
 
     With A_c = U_A S_A V_A^T and B_c likewise,
@@ -287,12 +290,24 @@ def pvector_angle_streaming(stats: CrossGramStats, center: bool = False) -> floa
     so the angle needs A^T A, B^T B and A^T B only (one pass, neither matrix
     stored). Sign-invariant, like :func:`angle`. Only the cosine is available
     here, so angles below ~1e-6 degrees are not resolved (arccos near 1); the
-    dense :func:`angle` uses atan2 and resolves them.
+    dense :func:`angle` uses atan2 and resolves them. ``stats`` is
+    :meth:`~deepspan.linalg.CrossGramAccumulator.finalize` output (Liu et al. 2022, arXiv:2110.02863).
     """
+    if not isinstance(stats, CrossGramStats):
+        raise InputError(
+            f"pvector_angle_from_stats needs CrossGramStats (from CrossGramAccumulator.finalize()), "
+            f"got {type(stats).__name__}."
+        )
     pa = pvector_from_stats(stats.a, center, n_values=2)
     pb = pvector_from_stats(stats.b, center, n_values=2)
     c = float(pa.v @ stats.cross_gram(center) @ pb.v) / (pa.sigma * pb.sigma)
     return float(angle_from_cosine(c))
+
+
+def _principal_basis(X: Any, *, k: int, center: bool, method: str) -> np.ndarray:
+    """The prepare step of the principal angles: top-min(k, N, d) left singular vectors U (N x k) of X_c."""
+    A = as_feature_matrix(X, "X", check_values=False)  # top_singular detects NaN/Inf and zeros itself
+    return top_singular(A, min(int(k), *A.shape), center=center, method=method).U
 
 
 def principal_angles(A: Any, B: Any, k: int, center: bool = False, method: str = "auto") -> np.ndarray:
@@ -303,19 +318,83 @@ def principal_angles(A: Any, B: Any, k: int, center: bool = False, method: str =
     Bjorck and Golub (1973) (cosines = singular values of U_A^T U_B, small
     angles from the sines). The first angle is not the P-vector angle: it is
     the smallest angle between any two directions of the two subspaces.
+    ``k`` must be <= min(N, d) on both sides (:func:`mean_principal_angle` caps it instead).
     """
     A = as_feature_matrix(A, "A")
     B = as_feature_matrix(B, "B")
-    if A.shape[0] != B.shape[0]:
-        raise SampleMismatchError(
-            f"A has {A.shape[0]} samples but B has {B.shape[0]}; principal angles compare subspaces of "
-            f"sample space and need the same samples in the same order."
-        )
+    check_same_samples(A.shape[0], B.shape[0], names=("A", "B"),
+                       what="principal angles (subspaces of sample space)")
     check_rank_request(k, *A.shape)
     check_rank_request(k, *B.shape)
-    UA = top_singular(A, k, center=center, method=method).U
-    UB = top_singular(B, k, center=center, method=method).U
+    UA = _principal_basis(A, k=k, center=center, method=method)
+    UB = _principal_basis(B, k=k, center=center, method=method)
     return principal_angles_between_bases(UA, UB)
+
+
+def _pair_principal_angle(a: np.ndarray, b: np.ndarray) -> float:
+    check_same_samples(a.shape[0], b.shape[0], names=("X", "Y"), what="principal angles (subspaces of sample space)")
+    m = min(a.shape[1], b.shape[1])
+    return float(np.mean(principal_angles_between_bases(a[:, :m], b[:, :m])))
+
+
+def principal_angle_steps(k: int = 5, center: bool = False, method: str = "auto") -> tuple[Any, Any]:
+    """The mean principal angle as (prepare, pair): prepare the top-min(k, N, d) left singular vectors of
+    each network (once), pair the mean of the principal angles between the first m = min(k_X, k_Y) of them
+    (Bjorck and Golub 1973), in degrees."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a positive integer (the subspace dimension), got {k!r}.")
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    return (functools.partial(_principal_basis, k=int(k), center=bool(center), method=method),
+            _pair_principal_angle)
+
+
+def mean_principal_angle(A: Any, B: Any, k: int = 5, center: bool = False, method: str = "auto") -> float:
+    """Mean principal angle (degrees) between the top-k left singular subspaces of A and B.
+
+    k is capped per side at min(N, d), and the angles are taken between the first
+    m = min(k_A, k_B) singular vectors of each (Bjorck and Golub 1973); uncentered by default, like
+    the P-vector (Liu et al. 2022). The ``principal_angle`` entry of ``MEASURES`` (k = 5).
+    """
+    prepare, pair = principal_angle_steps(k, center, method)
+    A = as_feature_matrix(A, "A")
+    B = as_feature_matrix(B, "B")
+    check_same_samples(A.shape[0], B.shape[0], names=("A", "B"),
+                       what="principal angles (subspaces of sample space)")
+    return pair(prepare(A), prepare(B))
+
+
+def _prepare_pvector(X: Any, *, center: bool) -> PVector:
+    """The prepare step of the P-vector angle: :func:`pvector` (which warns when sigma_2/sigma_1 > 0.99)."""
+    return pvector(X, center=center, n_values=2)
+
+
+def _pair_pvector_angle(a: PVector, b: PVector) -> float:
+    check_same_samples(a.n_samples, b.n_samples, names=("X", "Y"), hash_a=a.sample_hash, hash_b=b.sample_hash,
+                       what="the P-vector angle")
+    return unit_angle(a.u, b.u)
+
+
+def pvector_angle_steps(center: bool = False) -> tuple[Any, Any]:
+    """The P-vector angle as (prepare, pair): prepare the P-vector u_1 of each network (once), pair
+    arccos|<u_X, u_Y>| in degrees, computed as atan2 (:func:`~deepspan.linalg.angles.unit_angle`)."""
+    return functools.partial(_prepare_pvector, center=bool(center)), _pair_pvector_angle
+
+
+def pvector_angle(X: Any, Y: Any, center: bool = False) -> float:
+    """Angle (degrees, in [0, 90]) between the P-vectors of two feature matrices on the same samples.
+
+        angle = arccos |<u_X, u_Y>|,   u = top left singular vector of F (of F_c when ``center``)
+
+    Liu, Xiong, Wang, An, Wu, Dou, Machine Learning 111 (2022), arXiv:2110.02863 (uncentered by
+    default, the paper's plain SVD). X and Y may have any widths. Warns with
+    :class:`~deepspan.errors.DegenerateSpectrumWarning` when a P-vector is not determined.
+    """
+    prepare, pair = pvector_angle_steps(center)
+    A = as_feature_matrix(X, "X", check_values=False)
+    B = as_feature_matrix(Y, "Y", check_values=False)
+    check_same_samples(A.shape[0], B.shape[0], names=("X", "Y"), what="the P-vector angle")
+    return pair(prepare(A), prepare(B))
 
 
 def reconstruction_errors(F: Any, K: int, center: bool = False, method: str = "auto") -> np.ndarray:

@@ -42,6 +42,7 @@ the paper: uncentered, no constant feature.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,13 +51,14 @@ import scipy.linalg
 
 from deepspan.errors import InputError
 from deepspan.linalg.checks import as_feature_matrix, to_numpy
-from deepspan.linalg.streaming import CrossGramAccumulator, CrossGramStats
+from deepspan.linalg.streaming import STATE_VERSION, AccumulatorBase, CrossGramAccumulator, CrossGramStats
 
 __all__ = [
     "REGIMES",
     "SpectrumResult",
     "feature_spectrum",
     "SpectrumAccumulator",
+    "SpectrumStats",
     "feature_spectrum_from_stats",
     "targets_matrix",
 ]
@@ -253,24 +255,67 @@ def feature_spectrum(
                      classification, "svd", U, mf_pi, mf_gap, ef_factor)
 
 
-class SpectrumAccumulator:
-    """Streaming form: accumulate Phi^T Phi, Phi^T Y and Phi^T f batch by batch (float64, one pass).
+@dataclass(frozen=True)
+class SpectrumStats:
+    """Finalised streaming statistics of the feature-map spectrum (Nam et al. 2024, arXiv:2410.04264).
 
-    ``update(Phi_batch, y_batch, outputs_batch=None)``; labels are made one-hot
-    with ``n_classes`` (required for labels). Built on
-    :class:`~deepspan.linalg.CrossGramAccumulator` with B = [Y | f], so
-    centering is exact (Chan et al. merges). ``finalize()`` gives the stats for
-    :func:`feature_spectrum_from_stats`.
+    Fields: ``cross`` -- the :class:`~deepspan.linalg.CrossGramStats` of the
+    features Phi (``cross.a``, n x p) and of B = [Y | f] (``cross.b``: the
+    targets, one-hot for labels, then the outputs when given), so
+    Phi^T Phi, Phi^T Y, Phi^T f, Y^T Y and f^T f (centered or not) are all in
+    it; ``n_targets`` (C, the columns of Y); ``has_outputs`` (whether f
+    follows Y in B); ``classification`` (labels rather than a real target matrix).
     """
 
+    cross: CrossGramStats
+    n_targets: int
+    has_outputs: bool
+    classification: bool
+
+    @property
+    def n_samples(self) -> int:
+        return self.cross.n_samples
+
+    @property
+    def n_features(self) -> int:
+        return self.cross.a.n_features
+
+
+class SpectrumAccumulator(AccumulatorBase):
+    """Streaming form: accumulate Phi^T Phi, Phi^T Y and Phi^T f batch by batch (float64, one pass).
+
+    An :class:`~deepspan.linalg.Accumulator`. ``update(Phi_batch, y_batch,
+    outputs_batch=None)``; labels are made one-hot with ``n_classes``
+    (required for labels). Built on :class:`~deepspan.linalg.CrossGramAccumulator`
+    with B = [Y | f], so centering is exact and ``merge`` is the exact pairwise
+    update of Chan, Golub and LeVeque (1979); it refuses an accumulator built
+    with another ``n_classes`` / ``with_outputs`` or fed other targets.
+    ``finalize()`` gives :class:`SpectrumStats` for :func:`feature_spectrum_from_stats`.
+
+    ``state_dict()`` holds ``n_classes`` (0 when not given), ``with_outputs``,
+    ``n_targets`` (0 before the first sample), ``classification`` and the
+    cross-Gram state under ``cross.*``.
+    """
+
+    needs_labels = True
+
     def __init__(self, n_classes: int | None = None, with_outputs: bool = False) -> None:
-        self.n_classes = n_classes
-        self.with_outputs = with_outputs
+        if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))
+                                      or n_classes < 1):
+            raise InputError(f"n_classes must be a positive integer (or None for target matrices), got {n_classes!r}.")
+        self.n_classes = None if n_classes is None else int(n_classes)
+        self.with_outputs = bool(with_outputs)
         self._cross = CrossGramAccumulator()
         self._m: int | None = None
         self._classification: bool | None = None
 
+    @property
+    def n_samples(self) -> int:
+        """Samples seen so far."""
+        return self._cross.n_samples
+
     def update(self, Phi: Any, y: Any, outputs: Any = None) -> "SpectrumAccumulator":
+        """Add a batch: features Phi (n_b x p), labels (n_b,) or targets (n_b x m), optional outputs. Returns ``self``."""
         n = int(Phi.shape[0])
         if n == 0:  # like the Gram accumulators, an empty batch adds nothing
             return self
@@ -278,6 +323,8 @@ class SpectrumAccumulator:
         if lab.ndim == 1 and self.n_classes is None:
             raise InputError("SpectrumAccumulator(n_classes=C) is needed to one-hot encode streamed labels.")
         Y, classification = targets_matrix(lab, n, self.n_classes, require_two_classes=False)
+        if Y.shape[1] == 0:
+            raise InputError("the target matrix has no columns; pass labels or an n x m target matrix with m >= 1.")
         if self._classification is not None and classification != self._classification:
             raise InputError("this accumulator has seen " + ("class labels" if self._classification else
                              "a real-valued target matrix") + "; do not mix labels and target matrices across batches.")
@@ -298,18 +345,70 @@ class SpectrumAccumulator:
             import torch
 
             B = torch.as_tensor(B, device=Phi.device)
+        self._cross.update(Phi, B)
         self._m = Y.shape[1]
         self._classification = classification
-        self._cross.update(Phi, B)
         return self
 
-    def finalize(self) -> tuple[CrossGramStats, int, bool, bool]:
-        """(cross-Gram statistics of Phi and [Y | f], C, has outputs, classification)."""
-        return self._cross.finalize(), int(self._m), self.with_outputs, bool(self._classification)
+    def merge(self, other: "SpectrumAccumulator") -> "SpectrumAccumulator":
+        """Add another accumulator's statistics (other samples, same settings) in place; returns ``self``."""
+        self._check_mergeable(other)
+        if (self.n_classes, self.with_outputs) != (other.n_classes, other.with_outputs):
+            raise InputError(
+                f"cannot merge a SpectrumAccumulator(n_classes={other.n_classes}, with_outputs={other.with_outputs}) "
+                f"into one with n_classes={self.n_classes}, with_outputs={self.with_outputs}; build every shard's "
+                f"accumulator with the same settings."
+            )
+        if other.n_samples == 0:
+            return self
+        if self.n_samples:
+            if other._classification != self._classification:
+                raise InputError("cannot merge an accumulator fed " + ("class labels" if other._classification else
+                                 "a target matrix") + " into one fed " + ("class labels" if self._classification else
+                                 "a target matrix") + "; every shard must use the same kind of targets.")
+            if other._m != self._m:
+                raise InputError(f"cannot merge targets with {other._m} columns into targets with {self._m}; every "
+                                 f"shard must have the same target columns.")
+        self._cross.merge(other._cross)
+        self._m, self._classification = other._m, other._classification
+        return self
+
+    def finalize(self) -> SpectrumStats:
+        """The :class:`SpectrumStats` (float64 numpy) for :func:`feature_spectrum_from_stats`."""
+        if self.n_samples == 0:
+            raise InputError("the accumulator has seen no samples; call update(Phi, y) before finalize().")
+        return SpectrumStats(self._cross.finalize(), int(self._m), self.with_outputs, bool(self._classification))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Settings, target kind and the cross-Gram state (``cross.*``): numpy arrays and Python scalars only."""
+        cross = self._cross.state_dict()
+        out = {**self._state_header(), "n_classes": 0 if self.n_classes is None else self.n_classes,
+               "with_outputs": self.with_outputs, "n_targets": 0 if self._m is None else int(self._m),
+               "classification": bool(self._classification)}
+        out.update({f"cross.{k}": v for k, v in cross.items() if k not in ("kind", "state_version")})
+        return out
+
+    @classmethod
+    def from_state_dict(cls, d: Mapping[str, Any]) -> "SpectrumAccumulator":
+        """The accumulator saved by :meth:`state_dict` (exact)."""
+        keys = ("n_samples", "a.mean", "a.scatter", "b.mean", "b.scatter", "cross_scatter")
+        cls._check_state(d, ("n_classes", "with_outputs", "n_targets", "classification", *(f"cross.{k}" for k in keys)))
+        n_classes = cls._state_int(d, "n_classes")
+        acc = cls(n_classes or None, cls._state_bool(d, "with_outputs"))
+        inner = {f"{k}": d[f"cross.{k}"] for k in keys}
+        acc._cross = CrossGramAccumulator.from_state_dict(
+            {"kind": "CrossGramAccumulator", "state_version": STATE_VERSION, **inner})
+        m = cls._state_int(d, "n_targets")
+        if (m == 0) != (acc.n_samples == 0):
+            raise InputError(f"{cls.__name__}.from_state_dict: n_targets={m} with {acc.n_samples} samples; "
+                             f"the saved state is corrupt.")
+        if m:
+            acc._m, acc._classification = m, cls._state_bool(d, "classification")
+        return acc
 
 
 def feature_spectrum_from_stats(
-    stats: Any,
+    stats: SpectrumStats,
     *,
     center: bool = False,
     bias: bool = False,
@@ -317,13 +416,19 @@ def feature_spectrum_from_stats(
     mf_gap: float = 2.0,
     ef_factor: float = 2.0,
 ) -> SpectrumResult:
-    """The spectrum analysis from :meth:`SpectrumAccumulator.finalize` output (no features held).
+    """The spectrum analysis from :class:`SpectrumStats` (:meth:`SpectrumAccumulator.finalize`), no features held.
 
     With G = F^T F = V diag(lambda) V^T: rho = lambda / n and U^T Y =
     diag(lambda^-1/2) V^T (F^T Y), so Q* and Q need only the cross-Gram
-    blocks. Eigenfunctions on the training points are not available (U is None).
+    blocks (Nam et al. 2024, arXiv:2410.04264; formulas in the module
+    docstring). Eigenfunctions on the training points are not available (U is None).
     """
-    cross, C, has_outputs, classification = stats
+    if not isinstance(stats, SpectrumStats):
+        raise InputError(
+            f"feature_spectrum_from_stats needs SpectrumStats (from SpectrumAccumulator.finalize()), "
+            f"got {type(stats).__name__}."
+        )
+    cross, C, has_outputs, classification = stats.cross, stats.n_targets, stats.has_outputs, stats.classification
     n = cross.a.n_samples
     GA = cross.a.gram(center)
     FB = cross.cross_gram(center)

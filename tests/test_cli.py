@@ -31,6 +31,29 @@ def test_help_and_version():
     assert deepspan.__version__ in r.output
 
 
+
+def test_reproduce_only_choices_follow_the_experiment_registry(monkeypatch):
+    """--only reads deepspan.experiments.EXPERIMENTS when parsed and in --help, not a list frozen at import."""
+    import deepspan.experiments as experiments
+
+    names = list(experiments.EXPERIMENTS)
+    runner = CliRunner()
+    r = runner.invoke(main, ["reproduce", "--help"], terminal_width=400)
+    assert r.exit_code == 0 and "[" + "|".join(names) + "]" in r.output
+    assert "my_extra_experiment" not in r.output
+
+    patched = {name: experiments.EXPERIMENTS[name] for name in names}
+    patched["my_extra_experiment"] = None
+    monkeypatch.setattr(experiments, "EXPERIMENTS", patched)
+    r = runner.invoke(main, ["reproduce", "--help"], terminal_width=400)
+    assert r.exit_code == 0 and "[" + "|".join([*names, "my_extra_experiment"]) + "]" in r.output
+    r = runner.invoke(main, ["reproduce", "--only", "no_such_experiment"])  # the choices checked are the live ones
+    assert r.exit_code == 2 and "'my_extra_experiment'" in r.output and f"'{names[0]}'" in r.output
+
+    monkeypatch.setattr(experiments, "EXPERIMENTS", {"only_one": None})
+    r = runner.invoke(main, ["reproduce", "--help"], terminal_width=400)
+    assert "[only_one]" in r.output and names[0] not in r.output.split("--only", 1)[1].split("\n", 1)[0]
+
 def test_demo_prints_and_saves_angles_that_match_exact_svd(tmp_path):
     out = tmp_path / "demo.json"
     r = CliRunner().invoke(main, ["demo", "--json", str(out)])

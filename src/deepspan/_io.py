@@ -1,4 +1,4 @@
-"""Atomic file writes (a leaf module: every layer may use it).
+"""Atomic file writes and the one CSV writer (a leaf module: every layer may use it).
 
 Each writer writes a temporary file in the target's directory, flushes and
 fsyncs it, then renames it over the target: a reader sees the old file or the
@@ -7,9 +7,12 @@ new one, never a half-written one, even if the process is killed mid-write.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,8 @@ import numpy as np
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npy"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npy", "csv_text",
+           "atomic_write_csv"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -50,8 +54,32 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def atomic_save_npy(path: str | os.PathLike, arr: np.ndarray) -> Path:
-    import io
-
     buf = io.BytesIO()
     np.save(buf, np.asarray(arr))
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str] | None = None, *,
+             lineterminator: str = "\n") -> str:
+    """Tidy rows (dicts) as CSV text with a header line.
+
+    ``fields`` are the columns, in order; keys of a row outside them are left
+    out. Without ``fields`` the columns are every key of the rows in first-seen
+    order. A missing key or ``None`` is an empty cell.
+    """
+    rows = list(rows)
+    if fields is None:
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+    fields = list(fields)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator=lineterminator)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+    return buf.getvalue()
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fields: Sequence[str] | None = None,
+                     *, lineterminator: str = "\n") -> Path:
+    """:func:`csv_text` written atomically to ``path``."""
+    return atomic_write_text(path, csv_text(rows, fields, lineterminator=lineterminator))

@@ -50,7 +50,6 @@ import io
 import json
 import math
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +195,7 @@ class _Evaluator:
         return fs.features[model.feature_layer]
 
     def __call__(self, model: nn.Module) -> dict:
+        """The metrics of one checkpoint record, measured in eval mode (the model's mode is restored)."""
         if not self.enabled:
             return {}
         was_training = model.training
@@ -203,21 +203,32 @@ class _Evaluator:
         try:
             out: dict[str, Any] = {"eval_loss": self.loss(model)}
             if self.paradigm == "supervised":
-                out["train_accuracy"] = self.accuracy(model, self.X, self.y)
-                if self.test is not None and self.test[1] is not None:
-                    out["test_accuracy"] = self.accuracy(model, *self.test)
+                out.update(self.supervised_accuracies(model))
             elif self.y is not None and hasattr(model, "feature_layer"):
-                if self.test is not None and self.test[1] is not None:
-                    Xa, ya, Xb, yb = self.X, self.y, self.test[0], self.test[1]
-                else:
-                    h = len(self.X) // 2
-                    Xa, ya, Xb, yb = self.X[:h], self.y[:h], self.X[h:], self.y[h:]
-                if len(Xa) and len(Xb):
-                    out["probe_accuracy"] = linear_probe(self.features(model, Xa), ya.numpy(),
-                                                         self.features(model, Xb), yb.numpy())
+                out.update(self.probe_accuracy(model))
             return out
         finally:
             model.train(was_training)
+
+    def supervised_accuracies(self, model: nn.Module) -> dict[str, float]:
+        """Arg-max accuracy on the evaluation subset and, when labelled, on the test data."""
+        out = {"train_accuracy": self.accuracy(model, self.X, self.y)}
+        if self.test is not None and self.test[1] is not None:
+            out["test_accuracy"] = self.accuracy(model, *self.test)
+        return out
+
+    def probe_accuracy(self, model: nn.Module) -> dict[str, float]:
+        """The linear probe at ``model.feature_layer``: fit on the evaluation subset (or its first half),
+        scored on the labelled test data (or the second half); empty when a split has no samples."""
+        if self.test is not None and self.test[1] is not None:
+            Xa, ya, Xb, yb = self.X, self.y, self.test[0], self.test[1]
+        else:
+            h = len(self.X) // 2
+            Xa, ya, Xb, yb = self.X[:h], self.y[:h], self.X[h:], self.y[h:]
+        if not (len(Xa) and len(Xb)):
+            return {}
+        return {"probe_accuracy": linear_probe(self.features(model, Xa), ya.numpy(), self.features(model, Xb),
+                                               yb.numpy())}
 
 
 def _loss(model: nn.Module, paradigm: str, xb: torch.Tensor, yb: torch.Tensor | None, temperature: float,
@@ -266,6 +277,176 @@ def _make_optimizer(model: nn.Module, name: str, lr: float | None, momentum: flo
     raise InputError(f"unknown optimizer {name!r}; choose 'sgd' or 'adam'.")
 
 
+@dataclass
+class _Run:
+    """One training run: what :func:`train` sets up, what the epochs advance and what the checkpoints record.
+
+    Holds the data, the optimizer, the generator ``g`` that draws every shuffle and augmentation,
+    the records (as in the manifest) and the global step.
+    """
+
+    model: nn.Module
+    X: torch.Tensor
+    y: torch.Tensor | None
+    paradigm: str
+    epochs: int
+    batch_size: int
+    lr: float | None
+    temperature: float
+    augment: Callable | None
+    steps_per_epoch: int
+    within: list[int]
+    config: dict
+    evaluator: _Evaluator
+    opt: torch.optim.Optimizer
+    g: torch.Generator
+    out: Path | None
+    callback: Callable[[dict, nn.Module], None] | None
+    records: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+    resumed_from: str | None = None
+    step: int = 0
+
+    def write_manifest(self, complete: bool) -> None:
+        if self.out is not None:
+            atomic_write_json(self.out / MANIFEST, {"format": FORMAT, "config": self.config, "epochs": self.epochs,
+                                                    "steps_per_epoch": self.steps_per_epoch, "complete": complete,
+                                                    "checkpoints": self.records})
+
+    def save_resume(self, epoch: int) -> None:
+        if self.out is not None:
+            _save_state(self.out / RESUME, {"epoch": epoch, "model": self.model.state_dict(),
+                                            "optimizer": self.opt.state_dict(), "generator": self.g.get_state(),
+                                            "torch_rng": torch.get_rng_state(), "records": json.dumps(self.records),
+                                            "config": json.dumps(self.config)})
+
+    def checkpoint(self, label: str, epoch: int, iteration: int, loss: float | None) -> dict:
+        """Evaluate the model, append its record and save ``<label>.pt``."""
+        rec = {"label": label, "file": f"{label}.pt", "epoch": epoch, "iteration": iteration, "loss": loss}
+        rec.update(self.evaluator(self.model))
+        self.records.append(rec)
+        if self.out is not None:
+            _save_state(self.out / rec["file"], self.model.state_dict())
+        return rec
+
+    def notify(self, rec: dict) -> None:
+        if self.callback is not None:
+            self.callback(rec, self.model)
+
+
+def _check_arguments(paradigm: str, epochs: int, batch_size: int) -> None:
+    if paradigm not in PARADIGMS:
+        raise InputError(f"unknown paradigm {paradigm!r}; choose one of {', '.join(PARADIGMS)}.")
+    if epochs < 0 or batch_size < 1:
+        raise InputError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}.")
+
+
+def _run_config(model: nn.Module, paradigm: str, n: int, batch_size: int, optimizer: str, lr: float | None,
+                seed: int, temperature: float, momentum: float, weight_decay: float, augment: Callable | None,
+                within: list[int], eval_size: int) -> dict:
+    """The configuration written to the manifest; a resumed run must have the same one."""
+    return {"paradigm": paradigm, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "seed": seed,
+            "temperature": temperature if paradigm == "simclr" else None, "momentum": momentum,
+            "weight_decay": weight_decay, "n_samples": n, "model": type(model).__name__,
+            "augment": None if augment is None else repr(augment), "checkpoint_iterations": within,
+            "eval_size": eval_size}
+
+
+def _resume(run: _Run) -> None:
+    """Continue from ``out/resume.pt``: model, optimizer, generator and torch RNG states and the records."""
+    out = run.out
+    try:
+        state = torch.load(out / RESUME, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"{out / RESUME} cannot be read ({type(exc).__name__}); delete the run folder "
+                         f"or choose another out_dir.") from exc
+    old, config = json.loads(state["config"]), run.config
+    if old != config:
+        diff = {k: (old.get(k), config.get(k)) for k in set(old) | set(config) if old.get(k) != config.get(k)}
+        raise InputError(f"{out} holds a run with another configuration (saved vs now: {diff}); "
+                         f"use a new out_dir or the same settings to resume.")
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.g.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    run.records = json.loads(state["records"])
+    run.start_epoch = int(state["epoch"])
+    run.resumed_from = run.records[-1]["label"] if run.records else None
+    run.write_manifest(run.start_epoch >= run.epochs)
+
+
+def _setup_or_resume(run: _Run) -> None:
+    """Resume the run saved in ``out`` if there is one, else create ``out``; a fresh run records ``init``."""
+    if run.out is not None and (run.out / RESUME).is_file():
+        _resume(run)
+    elif run.out is not None:
+        run.out.mkdir(parents=True, exist_ok=True)
+    if run.start_epoch == 0 and not run.records:
+        rec = run.checkpoint("init", 0, 0, None)
+        run.save_resume(0)
+        run.write_manifest(run.epochs == 0)
+        run.notify(rec)
+
+
+def _train_epoch(run: _Run, epoch: int, bar: Any, show: bool) -> tuple[float, int]:
+    """One epoch of steps over a fresh permutation; checkpoints ``e0-i<k>`` inside the first epoch.
+
+    Returns the summed training loss (weighted by batch size) and the number of samples seen.
+    """
+    X, y, batch_size = run.X, run.y, run.batch_size
+    perm = torch.randperm(len(X), generator=run.g)
+    run_loss, run_n = 0.0, 0
+    for b in bar:
+        idx = perm[b * batch_size : (b + 1) * batch_size]
+        xb, yb = X[idx], (None if y is None else y[idx])
+        loss = _loss(run.model, run.paradigm, xb, yb, run.temperature, run.augment, run.g)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        run.step += 1
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise InputError(f"the training loss became {lv} at step {run.step}; lower the learning rate "
+                             f"(lr={run.lr}).")
+        run_loss += lv * len(idx)
+        run_n += len(idx)
+        if show:
+            bar.set_postfix(loss=f"{run_loss / run_n:.4f}")
+        if epoch == 1 and run.step in run.within:
+            rec = run.checkpoint(f"e0-i{run.step}", 0, run.step, run_loss / run_n)
+            run.model.train()
+            run.write_manifest(False)
+            run.notify(rec)
+    return run_loss, run_n
+
+
+def _end_epoch(run: _Run, epoch: int, run_loss: float, run_n: int, show: bool, tqdm: Any) -> None:
+    """Checkpoint ``e<epoch>``, the resume state and the manifest; report the epoch."""
+    rec = run.checkpoint(f"e{epoch}", epoch, run.step, run_loss / max(run_n, 1))
+    run.save_resume(epoch)
+    run.write_manifest(epoch == run.epochs)
+    if show:
+        acc = {k: f"{v:.3f}" for k, v in rec.items() if k.endswith("accuracy")}
+        tqdm.write(f"epoch {epoch}/{run.epochs}: loss {rec['loss']:.4f} " +
+                   " ".join(f"{k} {v}" for k, v in acc.items()), file=sys.stderr)
+    run.notify(rec)
+
+
+def _train_epochs(run: _Run, progress: bool | None) -> None:
+    """The epochs after the last saved one, each followed by its checkpoint."""
+    show = progress if progress is not None else sys.stderr.isatty()
+    from tqdm.auto import tqdm
+
+    run.model.train()
+    run.step = run.start_epoch * run.steps_per_epoch
+    for epoch in range(run.start_epoch + 1, run.epochs + 1):
+        bar = tqdm(range(run.steps_per_epoch), disable=not show, leave=False,
+                   desc=f"{run.paradigm} epoch {epoch}/{run.epochs}", file=sys.stderr)
+        run_loss, run_n = _train_epoch(run, epoch, bar, show)
+        bar.close()
+        _end_epoch(run, epoch, run_loss, run_n, show, tqdm)
+
+
 def train(
     model: nn.Module,
     data: Any,
@@ -305,10 +486,7 @@ def train(
     progress : tqdm bars with loss/accuracy (default: only when stderr is a terminal).
     callback : ``callback(record, model)`` after each checkpoint record (also without ``out_dir``).
     """
-    if paradigm not in PARADIGMS:
-        raise InputError(f"unknown paradigm {paradigm!r}; choose one of {', '.join(PARADIGMS)}.")
-    if epochs < 0 or batch_size < 1:
-        raise InputError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}.")
+    _check_arguments(paradigm, epochs, batch_size)
     X, y = _tensors(data, "data")
     if paradigm == "supervised" and y is None:
         raise InputError("supervised training needs labels; pass a Dataset with y or an (X, y) pair.")
@@ -320,11 +498,8 @@ def train(
     n = len(X)
     steps_per_epoch = math.ceil(n / batch_size)
     within = sorted({int(k) for k in checkpoint_iterations if 0 < int(k) < steps_per_epoch})
-    config = {"paradigm": paradigm, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "seed": seed,
-              "temperature": temperature if paradigm == "simclr" else None, "momentum": momentum,
-              "weight_decay": weight_decay, "n_samples": n, "model": type(model).__name__,
-              "augment": None if augment is None else repr(augment), "checkpoint_iterations": within,
-              "eval_size": eval_size}
+    config = _run_config(model, paradigm, n, batch_size, optimizer, lr, seed, temperature, momentum, weight_decay,
+                         augment, within, eval_size)
     evaluator = _Evaluator(paradigm, X, y, test, eval_size, 256, temperature, augment, seed)
 
     previous_det = torch.are_deterministic_algorithms_enabled()
@@ -334,101 +509,13 @@ def train(
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
         opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
-        out = Path(out_dir) if out_dir is not None else None
-        records: list[dict] = []
-        start_epoch = 0
-        resumed_from = None
-
-        def write_manifest(complete: bool) -> None:
-            if out is not None:
-                atomic_write_json(out / MANIFEST, {"format": FORMAT, "config": config, "epochs": epochs,
-                                                   "steps_per_epoch": steps_per_epoch, "complete": complete,
-                                                   "checkpoints": records})
-
-        def save_resume(epoch: int) -> None:
-            if out is not None:
-                _save_state(out / RESUME, {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                           "generator": g.get_state(), "torch_rng": torch.get_rng_state(),
-                                           "records": json.dumps(records), "config": json.dumps(config)})
-
-        def checkpoint(label: str, epoch: int, iteration: int, loss: float | None) -> dict:
-            rec = {"label": label, "file": f"{label}.pt", "epoch": epoch, "iteration": iteration, "loss": loss}
-            rec.update(evaluator(model))
-            records.append(rec)
-            if out is not None:
-                _save_state(out / rec["file"], model.state_dict())
-            return rec
-
-        if out is not None and (out / RESUME).is_file():
-            try:
-                state = torch.load(out / RESUME, map_location="cpu", weights_only=True)
-            except Exception as exc:
-                raise InputError(f"{out / RESUME} cannot be read ({type(exc).__name__}); delete the run folder "
-                                 f"or choose another out_dir.") from exc
-            old = json.loads(state["config"])
-            if old != config:
-                diff = {k: (old.get(k), config.get(k)) for k in set(old) | set(config) if old.get(k) != config.get(k)}
-                raise InputError(f"{out} holds a run with another configuration (saved vs now: {diff}); "
-                                 f"use a new out_dir or the same settings to resume.")
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            g.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
-            records = json.loads(state["records"])
-            start_epoch = int(state["epoch"])
-            resumed_from = records[-1]["label"] if records else None
-            write_manifest(start_epoch >= epochs)
-        elif out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-        if start_epoch == 0 and not records:
-            rec = checkpoint("init", 0, 0, None)
-            save_resume(0)
-            write_manifest(epochs == 0)
-            if callback is not None:
-                callback(rec, model)
-
-        show = progress if progress is not None else sys.stderr.isatty()
-        from tqdm.auto import tqdm
-
-        model.train()
-        step = start_epoch * steps_per_epoch
-        for epoch in range(start_epoch + 1, epochs + 1):
-            perm = torch.randperm(n, generator=g)
-            run_loss, run_n = 0.0, 0
-            bar = tqdm(range(steps_per_epoch), disable=not show, leave=False,
-                       desc=f"{paradigm} epoch {epoch}/{epochs}", file=sys.stderr)
-            for b in bar:
-                idx = perm[b * batch_size : (b + 1) * batch_size]
-                xb, yb = X[idx], (None if y is None else y[idx])
-                loss = _loss(model, paradigm, xb, yb, temperature, augment, g)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                lv = float(loss.detach())
-                if not math.isfinite(lv):
-                    raise InputError(f"the training loss became {lv} at step {step}; lower the learning rate (lr={lr}).")
-                run_loss += lv * len(idx)
-                run_n += len(idx)
-                if show:
-                    bar.set_postfix(loss=f"{run_loss / run_n:.4f}")
-                if epoch == 1 and step in within:
-                    rec = checkpoint(f"e0-i{step}", 0, step, run_loss / run_n)
-                    model.train()
-                    write_manifest(False)
-                    if callback is not None:
-                        callback(rec, model)
-            bar.close()
-            rec = checkpoint(f"e{epoch}", epoch, step, run_loss / max(run_n, 1))
-            save_resume(epoch)
-            write_manifest(epoch == epochs)
-            if show:
-                acc = {k: f"{v:.3f}" for k, v in rec.items() if k.endswith("accuracy")}
-                tqdm.write(f"epoch {epoch}/{epochs}: loss {rec['loss']:.4f} " +
-                           " ".join(f"{k} {v}" for k, v in acc.items()), file=sys.stderr)
-            if callback is not None:
-                callback(rec, model)
+        run = _Run(model=model, X=X, y=y, paradigm=paradigm, epochs=epochs, batch_size=batch_size, lr=lr,
+                   temperature=temperature, augment=augment, steps_per_epoch=steps_per_epoch, within=within,
+                   config=config, evaluator=evaluator, opt=opt, g=g,
+                   out=Path(out_dir) if out_dir is not None else None, callback=callback)
+        _setup_or_resume(run)
+        _train_epochs(run, progress)
         model.eval()
-        return TrainResult(model, records, out, resumed_from)
+        return TrainResult(model, run.records, run.out, run.resumed_from)
     finally:
         torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)

@@ -1,12 +1,13 @@
-"""Helpers of the command line for users' own models (``deepspan layers / compare / track``).
+"""Loading what the commands of users' own models need (``deepspan layers / compare / track``).
 
 * ``MODEL`` specs: ``module:factory`` (imported with the current directory on
   ``sys.path``) or ``path/to/file.py:factory`` (loaded from the file), plus
-  keyword arguments given as JSON (``--kwargs '{"image_size": 28}'``);
+  keyword arguments given as JSON (``--kwargs '{"image_size": 28}'``), as a
+  :class:`FactorySpec`;
 * probes: ``deepspan.data.load`` + a seeded ``probe_subset``;
+* layers: checked by one forward pass on two probe samples;
 * feature sources: saved FeatureSet directories, ``.npy`` matrices, or
-  state_dict files run through a model factory;
-* aligned text tables and atomic CSV output.
+  state_dict files run through a model factory.
 
 Every problem raises :class:`~deepspan.errors.InputError` with a message that
 names the problem and the fix; the commands turn it into a one-line
@@ -17,13 +18,10 @@ names the problem and the fix; the commands turn it into a one-line
 from __future__ import annotations
 
 import copy
-import csv
 import difflib
 import importlib
 import importlib.util
-import io
 import json
-import math
 import os
 import pkgutil
 import sys
@@ -34,15 +32,16 @@ from typing import Any
 
 import numpy as np
 
+from deepspan.cli.output import format_shape
 from deepspan.errors import DeepspanError, InputError
 
 __all__ = [
     "MODEL_EXAMPLES",
     "STATE_SUFFIXES",
     "DEFAULT_PROBE_N",
-    "ModelSpec",
-    "parse_model_spec",
-    "load_model_spec",
+    "FactorySpec",
+    "parse_factory_spec",
+    "load_factory_spec",
     "parse_kwargs",
     "parse_shape",
     "build_probe",
@@ -54,10 +53,6 @@ __all__ = [
     "source_kind",
     "load_matrix",
     "rename_layers",
-    "format_table",
-    "format_value",
-    "format_shape",
-    "write_csv",
 ]
 
 MODEL_EXAMPLES = "e.g. deepspan.zoo.models:SmallCNN or path/to/nets.py:make_net"
@@ -73,7 +68,7 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
 
 
 # ------------------------------------------------------------------ MODEL specs
-def parse_model_spec(spec: str) -> tuple[str, str]:
+def parse_factory_spec(spec: str) -> tuple[str, str]:
     """Split ``module:factory`` / ``file.py:factory`` into (target, dotted attribute); checks the syntax only."""
     text = str(spec).strip()
     if ":" not in text:
@@ -176,7 +171,7 @@ def _resolve_attr(module: Any, target: str, attr: str) -> Any:
 
 
 @dataclass
-class ModelSpec:
+class FactorySpec:
     """A model factory imported from ``MODEL`` with its keyword arguments; :meth:`build` makes a fresh model."""
 
     spec: str
@@ -216,9 +211,9 @@ class ModelSpec:
         return model
 
 
-def load_model_spec(spec: str, kwargs: dict[str, Any] | None = None) -> ModelSpec:
+def load_factory_spec(spec: str, kwargs: dict[str, Any] | None = None) -> FactorySpec:
     """Import the factory named by ``spec`` (the current directory goes on ``sys.path``); checks it is callable."""
-    target, attr = parse_model_spec(spec)
+    target, attr = parse_factory_spec(spec)
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -227,7 +222,7 @@ def load_model_spec(spec: str, kwargs: dict[str, Any] | None = None) -> ModelSpe
     if not callable(factory):
         raise InputError(f"{spec} is a {type(factory).__name__}, not callable; MODEL must name a function or class "
                          f"that returns a torch.nn.Module ({MODEL_EXAMPLES}).")
-    return ModelSpec(str(spec).strip(), factory, dict(kwargs or {}))
+    return FactorySpec(str(spec).strip(), factory, dict(kwargs or {}))
 
 
 def parse_kwargs(text: str | None, option: str = "--kwargs") -> dict[str, Any]:
@@ -325,19 +320,6 @@ def probe_summary(probe: Any, data: str, split: str, n: int | None, seed: int) -
 
 
 # ------------------------------------------------------------------ layers
-def format_shape(shape: Any) -> str:
-    """A hooked output shape for display: the example batch axis is shown as N."""
-    if shape is None:
-        return "-"
-    if isinstance(shape, tuple):
-        return "(" + ", ".join(["N", *map(str, shape[1:])]) + ")" if shape else "()"
-    if isinstance(shape, list):
-        return "[" + ", ".join(format_shape(s) for s in shape) + "]"
-    if isinstance(shape, dict):
-        return "{" + ", ".join(f"{k}: {format_shape(v)}" for k, v in shape.items()) + "}"
-    return str(shape)
-
-
 def run_list_layers(model: Any, example: Any, what: str) -> list[Any]:
     """``list_layers`` with a forward pass on ``example``; a model that cannot run on it raises InputError."""
     from deepspan.features import list_layers
@@ -446,38 +428,3 @@ def rename_layers(fs: Any, pairs: Sequence[tuple[str, str]], where: str) -> Any:
         if name in fs.positions:
             positions[label] = fs.positions[name]
     return FeatureSet(feats, fs.sample_ids, fs.sample_hash, policy, positions, fs.labels, dict(fs.provenance))
-
-
-# ------------------------------------------------------------------ output
-def format_value(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}" if math.isfinite(v) else str(v)
-    return str(v)
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool] | None = None) -> str:
-    """Columns padded to their widest cell; ``right`` marks right-aligned (numeric) columns."""
-    cells = [[str(h) for h in header]] + [[format_value(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    right = list(right) if right is not None else [False] * len(header)
-    lines = []
-    for k, r in enumerate(cells):
-        parts = [c.rjust(w) if right[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
-        lines.append("  ".join(parts).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def write_csv(path: str | os.PathLike, fields: Sequence[str], rows: Sequence[dict[str, Any]]) -> Path:
-    """Tidy rows as CSV, written atomically."""
-    from deepspan._io import atomic_write_text
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
-    return atomic_write_text(path, buf.getvalue())

@@ -1,14 +1,41 @@
-"""The ``deepspan reproduce`` command (registered on the ``deepspan`` group in :mod:`deepspan.cli`)."""
+"""``deepspan reproduce``: the papers' experiments, their results, figures and report.html."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-EXPERIMENT_NAMES = ("convergence", "common_subspace", "layerwise", "beyond_top", "generalisation",
-                    "subspace_match", "spectrum", "baselines")
+from deepspan.cli.options import user_errors
+
+__all__ = ["reproduce_cmd", "ExperimentChoice", "print_verdicts"]
+
+
+class ExperimentChoice(click.Choice):
+    """``click.Choice`` of the names in :data:`deepspan.experiments.EXPERIMENTS`, read whenever they are needed.
+
+    The registry is read when a value is checked and when ``--help`` is shown, not when this module is
+    imported, so an experiment registered at run time is a valid choice (and is listed).
+    """
+
+    def __init__(self, case_sensitive: bool = True) -> None:  # no super().__init__: ``choices`` is computed
+        self.case_sensitive = case_sensitive
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        import deepspan.experiments as experiments
+
+        return tuple(list(experiments.EXPERIMENTS))
+
+
+def print_verdicts(results: dict[str, Any]) -> None:
+    """One line per experiment: its verdict and the verdict of each claim."""
+    click.echo(f"{'experiment':<18}{'verdict':<16}claims")
+    for name, res in results.items():
+        claims = ", ".join(f"{c.id}: {c.verdict}" for c in res.claims)
+        click.echo(f"{name:<18}{res.verdict:<16}{claims}")
 
 
 @click.command("reproduce")
@@ -20,7 +47,7 @@ EXPERIMENT_NAMES = ("convergence", "common_subspace", "layerwise", "beyond_top",
                    "or a .npz file with images X (N x C x H x W or N x H x W) and labels y.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("deepspan-reproduce"),
               show_default=True, help="Output folder: runs/, cache/, results/, figures/, report.html.")
-@click.option("--only", multiple=True, type=click.Choice(EXPERIMENT_NAMES),
+@click.option("--only", multiple=True, type=ExperimentChoice(),
               help="Run only these experiments (repeatable); the report shows every result present in --out.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of training, probe and baselines.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -38,21 +65,15 @@ def reproduce_cmd(scale: str, dataset: str | None, out: Path, only: tuple[str, .
     paper's claim, what was measured and a verdict computed by a stated rule. Re-running the same
     command skips finished experiments and resumes interrupted training.
     """
-    from deepspan.errors import DeepspanError
-    from deepspan.experiments.config import EXPECTED_MINUTES, config_for
-    from deepspan.experiments.reproduce import reproduce
+    from deepspan.experiments import config_for, reproduce
+    from deepspan.experiments.config import EXPECTED_MINUTES
 
-    try:
+    with user_errors():
         cfg = config_for(scale, dataset, seed=seed, data_dir=None if data_dir is None else str(data_dir))
         click.echo(f"deepspan reproduce: scale {scale} (expected ~{EXPECTED_MINUTES[scale]:g} min on 2 CPU cores), "
                    f"dataset {cfg.dataset}, seed {seed}, out {out}", err=True)
         t0 = time.perf_counter()
         results = reproduce(cfg, out, only=list(only) or None, progress=progress,
                             log=lambda s: click.echo(s, err=True), force=force)
-    except DeepspanError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"{'experiment':<18}{'verdict':<16}claims")
-    for name, res in results.items():
-        claims = ", ".join(f"{c.id}: {c.verdict}" for c in res.claims)
-        click.echo(f"{name:<18}{res.verdict:<16}{claims}")
+    print_verdicts(results)
     click.echo(f"report: {out / 'report.html'}  ({time.perf_counter() - t0:.0f} s)")

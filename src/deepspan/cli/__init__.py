@@ -1,0 +1,44 @@
+"""The ``deepspan`` command line (click): the group :func:`main` and a module per command.
+
+======================  =========================================================================
+module                  command
+======================  =========================================================================
+``cli.demo``            ``deepspan demo``: P-vectors of the embedded 8x8 digits
+``cli.pvector``         ``deepspan pvector``: the P-vector of a .npy matrix, streamed
+``cli.layers``          ``deepspan layers``: the modules of a user's model
+``cli.compare``         ``deepspan compare``: similarity measures between two feature sources
+``cli.track``           ``deepspan track``: P-vectors over checkpoints
+``cli.reproduce``       ``deepspan reproduce``: the papers' experiments and report.html
+``cli.models``          (helpers) MODEL specs, probes, layer checks, feature sources
+``cli.options``         (helpers) the shared probe options, error handling
+``cli.output``          (helpers) text tables, JSON and CSV files
+======================  =========================================================================
+
+The console script ``deepspan`` and ``python -m deepspan.cli`` run :func:`main`. torch is imported
+inside the commands only, so ``deepspan --help`` stays fast. The commands use deepspan's public API.
+"""
+
+from __future__ import annotations
+
+import click
+
+from deepspan import __version__
+from deepspan.cli import compare, demo, layers, pvector, reproduce, track
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="deepspan")
+def main() -> None:
+    """deepspan: measure what neural networks learn by the subspaces their features span.
+
+    P-vectors (Liu et al. 2022), subspace match (Wang et al. 2018) and
+    feature-map spectra (Nam et al. 2024) on feature matrices of N samples x d features.
+    """
+
+
+for _command in (demo.demo_cmd, pvector.pvector_cmd, layers.layers_cmd, compare.compare_cmd, track.track_cmd,
+                 reproduce.reproduce_cmd):
+    main.add_command(_command)
+del _command

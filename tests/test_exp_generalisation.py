@@ -15,8 +15,10 @@ from scipy.stats import kendalltau, spearmanr
 
 import deepspan
 from deepspan.experiments import generalisation as gen
+from deepspan.experiments import statistics as stats
 from deepspan.experiments.config import config_for
 from deepspan.experiments.context import ReproContext
+from deepspan.results import Claim
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -40,17 +42,17 @@ def test_spearman_is_pearson_of_hand_ranks_with_ties():
     x = rng.integers(0, 6, 40).astype(float)   # many ties
     y = x + rng.integers(-3, 4, 40)
     expected = np.corrcoef(_hand_ranks(x), _hand_ranks(y))[0, 1]
-    assert gen.spearman(x, y) == pytest.approx(expected, abs=1e-12)
-    assert gen.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    assert stats.spearman(x, y) == pytest.approx(expected, abs=1e-12)
+    assert stats.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
     # the vectorised row-wise route agrees too
-    r = gen.rank_pearson(gen._ranks(np.vstack([x, -x])), gen._ranks(np.vstack([y, y])))
+    r = stats.rank_pearson(stats._ranks(np.vstack([x, -x])), stats._ranks(np.vstack([y, y])))
     assert r == pytest.approx([expected, -expected], abs=1e-12)
 
 
 def test_bootstrap_rows_equal_scipy_on_each_resample():
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal(25), rng.standard_normal(25)
-    boot = gen.bootstrap_spearman(x, y, 30, seed=11)
+    boot = stats.bootstrap_spearman(x, y, 30, seed=11)
     idx = np.random.default_rng(11).integers(0, 25, size=(30, 25))
     for b, i in zip(boot, idx):
         assert b == pytest.approx(spearmanr(x[i], y[i]).statistic, abs=1e-12)
@@ -73,14 +75,14 @@ def test_bootstrap_ci_collapses_for_a_monotone_relation(sign):
 def test_bootstrap_ci_contains_zero_for_independent_data():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal(60), rng.standard_normal(60)
-    lo, hi = gen.percentile_ci(gen.bootstrap_spearman(x, y, 1000, seed=0))
+    lo, hi = stats.percentile_ci(stats.bootstrap_spearman(x, y, 1000, seed=0))
     assert lo < 0 < hi
     # and nearly always across independent data sets (nominal coverage 95%)
     covered = 0
     for s in range(40):
         r = np.random.default_rng(100 + s)
         x, y = r.standard_normal(60), r.standard_normal(60)
-        lo, hi = gen.percentile_ci(gen.bootstrap_spearman(x, y, 400, seed=s))
+        lo, hi = stats.percentile_ci(stats.bootstrap_spearman(x, y, 400, seed=s))
         covered += lo < 0 < hi
     assert covered >= 33
 
@@ -88,20 +90,21 @@ def test_bootstrap_ci_contains_zero_for_independent_data():
 def test_bootstrap_is_seeded_and_percentiles_ignore_nan():
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal(20), rng.standard_normal(20)
-    a = gen.bootstrap_spearman(x, y, 50, seed=4)
-    assert np.array_equal(a, gen.bootstrap_spearman(x, y, 50, seed=4))
-    assert not np.array_equal(a, gen.bootstrap_spearman(x, y, 50, seed=5))
-    assert gen.percentile_ci(np.array([np.nan, 0.1, 0.2, 0.3]), level=1.0) == pytest.approx((0.1, 0.3))
-    assert all(np.isnan(gen.percentile_ci(np.array([np.nan]))))
+    a = stats.bootstrap_spearman(x, y, 50, seed=4)
+    assert np.array_equal(a, stats.bootstrap_spearman(x, y, 50, seed=4))
+    assert not np.array_equal(a, stats.bootstrap_spearman(x, y, 50, seed=5))
+    assert stats.percentile_ci(np.array([np.nan, 0.1, 0.2, 0.3]), level=1.0) == pytest.approx((0.1, 0.3))
+    assert all(np.isnan(stats.percentile_ci(np.array([np.nan]))))
+    assert stats.CI_LEVEL == 0.95
     # a constant column gives NaN, not a spurious number
-    assert np.isnan(gen.spearman(np.ones(5), np.arange(5)))
-    assert np.isnan(gen.rank_pearson(np.ones((1, 5)), np.arange(5.0)[None])[0])
+    assert np.isnan(stats.spearman(np.ones(5), np.arange(5)))
+    assert np.isnan(stats.rank_pearson(np.ones((1, 5)), np.arange(5.0)[None])[0])
 
 
 def test_kendall_matches_scipy():
     x = np.array([3.0, 1.0, 2.0, 5.0, 4.0, 4.0])
     y = np.array([1.0, 2.0, 2.0, 0.0, 1.0, 3.0])
-    tau, p = gen.kendall(x, y)
+    tau, p = stats.kendall(x, y)
     ref = kendalltau(x, y)
     assert tau == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
 
@@ -119,6 +122,18 @@ def test_kendall_matches_scipy():
 def test_verdict_rule(rho, lo, hi, expected):
     assert gen.PAPER_SIGN == -1
     assert gen.verdict_for(rho, lo, hi) == expected
+    # the claims' Rule (what the saved verdict is computed by) gives the same verdict from the same numbers
+    assert _rule_verdict(rho, lo, hi) == expected
+
+
+def _rule_verdict(rho: float, lo: float, hi: float) -> str:
+    """The verdict of the experiment's claim rule, on a claim built from planted numbers."""
+    s = {"n": 30, "spearman": rho, "ci_low": lo, "ci_high": hi, "n_boot_valid": 1000, "kendall": 0.0,
+         "kendall_p": 1.0}
+    rule = gen._rule(s, 1000, "planted members", "all")
+    claim = Claim("c1", "q", "s", rule, gen._measured("all", "planted", s))
+    assert claim.values()["all_rho"] == (None if not np.isfinite(rho) else rho)
+    return claim.verdict
 
 
 def test_verdict_rule_follows_the_sign():
@@ -137,19 +152,23 @@ def test_population_names_and_specs():
 # ----------------------------------------------------------------------------- label noise
 
 def test_label_noise_fraction_and_seed(tmp_path):
-    ctx = ReproContext(config_for("tiny"), tmp_path / "noise", progress=False)
-    n, C = 1500, ctx.n_classes
-    clean = ctx.noisy_train(n, 0.0, 0)
-    assert np.array_equal(clean.y, ctx._images(ctx._train_full).y[:n])
+    from deepspan.data import load
+
+    cfg = config_for("tiny")
+    ctx = ReproContext(cfg, tmp_path / "noise", progress=False)
+    data = ctx.data
+    n, C = 1500, data.n_classes
+    clean = data.noisy_train(n, 0.0, 0)
+    assert np.array_equal(clean.y, load(cfg.dataset, split="train", data_dir=cfg.data_dir).y[:n])
     for noise in (0.2, 0.5, 1.0):
-        d = ctx.noisy_train(n, noise, 0)
+        d = data.noisy_train(n, noise, 0)
         changed = np.mean(d.y != clean.y)
         expected = noise * (1 - 1 / C)           # a replaced label equals the true one with prob. 1/C
         sd = np.sqrt(expected * (1 - expected) / n)
         assert abs(changed - expected) < 5 * sd + 1e-9, (noise, changed, expected)
         assert np.array_equal(d.X, clean.X) and np.array_equal(d.ids, clean.ids)
-        assert np.array_equal(d.y, ctx.noisy_train(n, noise, 0).y)          # seeded
-        assert not np.array_equal(d.y, ctx.noisy_train(n, noise, 1).y)      # another seed, other labels
+        assert np.array_equal(d.y, data.noisy_train(n, noise, 0).y)          # seeded
+        assert not np.array_equal(d.y, data.noisy_train(n, noise, 1).y)      # another seed, other labels
         assert d.y.min() >= 0 and d.y.max() < C
 
 
@@ -203,7 +222,9 @@ def test_tiny_tables_and_claims(tiny):
     m = res.measured()
     assert m["all_rho"] == pytest.approx(s["spearman"]) and m["all_n"] == len(members)
     assert m["noise0_ci_low"] == pytest.approx(z["ci_low"])
-    assert f"{s['spearman']:.3f}" in claims["c1"].rule
+    # the rule text states the numbers it judged (formatted to 4 significant digits)
+    assert f"{s['spearman']:.4g}" in claims["c1"].rule_text and f"{s['ci_high']:.4g}" in claims["c1"].rule_text
+    assert f"{z['spearman']:.4g}" in claims["c2"].rule_text
 
 
 def test_tiny_saved_files_and_bootstrap(tiny):
@@ -225,17 +246,22 @@ def test_tiny_angle_recomputed_independently(tiny):
     cfg, out, res = tiny
     ctx = ReproContext(cfg, out, progress=False)
     row = res.tables["members"][-1]
-    spec = gen.member_spec(row["width"], row["lr"])
-    F = ctx.features(row["run"], row["checkpoint"], spec)
-    assert F.shape == (len(ctx.probe), max(1, row["width"] // 2))
+    ctx.runs.register(row["run"], gen.member_spec(row["width"], row["lr"]))
+    F = ctx.stats.features(row["run"], row["checkpoint"])
+    assert F.shape == (len(ctx.data.probe), max(1, row["width"] // 2))
     for center, col in ((False, "angle"), (True, "angle_centered")):
         p_model = deepspan.pvector(F.astype(np.float64), center=center, method="exact")
-        p_data = deepspan.data_pvector(ctx.probe.X.astype(np.float64), center=center, method="exact")
+        p_data = deepspan.data_pvector(ctx.data.probe.X.astype(np.float64), center=center, method="exact")
         assert deepspan.angle(p_model, p_data) == pytest.approx(row[col], abs=1e-4)
+    # sigma_2 / sigma_1 of the feature matrix, by a plain SVD
+    for center, col in ((False, "gap"), (True, "gap_centered")):
+        A = F.astype(np.float64) - (F.astype(np.float64).mean(0) if center else 0.0)
+        sv = np.linalg.svd(A, compute_uv=False)
+        assert row[col] == pytest.approx(sv[1] / sv[0], rel=1e-4)
     # accuracy is the manifest's (clean-label test split)
-    rec = next(r for r in ctx.checkpoints(row["run"]) if r["label"] == row["checkpoint"])
+    rec = next(r for r in ctx.runs.checkpoints(row["run"]) if r["label"] == row["checkpoint"])
     assert row["test_accuracy"] == rec["test_accuracy"]
-    assert ctx.manifest(row["run"])["config"]["lr"] == row["lr"]
+    assert ctx.runs.manifest(row["run"])["config"]["lr"] == row["lr"]
 
 
 def test_tiny_figures(tiny):
@@ -270,7 +296,6 @@ def test_tiny_member_is_reproducible_in_a_fresh_folder(tiny, tmp_path):
     man = gen.train_member(ctx, row["width"], row["lr"], row["noise"])
     rec = next(r for r in man["checkpoints"] if r["label"] == row["checkpoint"])
     assert rec["test_accuracy"] == row["test_accuracy"] and rec["loss"] == pytest.approx(row["loss"], rel=1e-6)
-    layer = ctx.feature_layer(row["run"], gen.member_spec(row["width"], row["lr"]))
-    tri = ctx.triplets(row["run"], row["checkpoint"], gen.member_spec(row["width"], row["lr"]))
-    assert deepspan.angle(tri[(layer, False)]["u"][:, 0], ctx.data_u(False)[:, 0]) == pytest.approx(row["angle"],
-                                                                                                    abs=1e-6)
+    assert ctx.runs.spec(row["run"]) == gen.member_spec(row["width"], row["lr"])
+    u = ctx.stats.pvector(row["run"], row["checkpoint"], False)
+    assert deepspan.angle(u, ctx.stats.data_pvector(False)) == pytest.approx(row["angle"], abs=1e-6)

@@ -155,9 +155,14 @@ def test_nc1_rule_and_mf_reached():
     assert sp_exp.mf_reached_epoch(rows[:3]) is None
 
 
+# the regime numbers behind each label (MF: Pi*(C), Pi(C) >= 0.9 and rho_C / rho_C+1 >= 2; EF: far from it)
+_REGIME_NUMBERS = {"MF": {"pi_star_C": 0.95, "pi_C": 0.97, "gap_ratio_C": 3.0, "k90": 4},
+                   "EF": {"pi_star_C": 0.55, "pi_C": 0.6, "gap_ratio_C": 1.1, "k90": 9}}
+
+
 def _reg_row(model, label, regime, nc1):
-    return {"model": model, "checkpoint": label, "regime": regime, "nc1": nc1, "pi_star_C": 0.95, "pi_C": 0.97,
-            "gap_ratio_C": 3.0, "k90": 9, "d_eff": 4.0, "position": {"init": 0, "e1": 1, "e2": 2}[label],
+    return {"model": model, "checkpoint": label, "regime": regime, "nc1": nc1, **_REGIME_NUMBERS[regime],
+            "d_eff": 4.0, "position": {"init": 0, "e1": 1, "e2": 2}[label],
             "nc2_equinorm": 0.1, "nc3": 0.5, "nc4": 0.9}
 
 
@@ -165,11 +170,38 @@ def test_spectrum_claim_verdicts():
     rows = [_reg_row("cnn", "init", "EF", 2.0), _reg_row("cnn", "e1", "MF", 1.0), _reg_row("cnn", "e2", "MF", 0.4),
             _reg_row("mlp", "init", "EF", 2.0), _reg_row("mlp", "e1", "EF", 1.0), _reg_row("mlp", "e2", "EF", 0.6)]
     s1, s2 = sp_exp._claims(rows, ["cnn", "mlp"])
-    assert s1.verdict == "partly" and "1/2" in s1.rule
+    # cnn ends MF, mlp EF: one of the two MF checks passes
+    assert s1.verdict == "partly" and "(1/2 passed)" in s1.rule_text
+    assert [c.passed(s1.values()) for c in s1.rule.checks] == [True, False]
     # cnn: 0.4 < 0.5*2 and 0.4 < 0.5*1 -> 2 passes; mlp: 0.6 < 1.0 passes, 0.6 < 0.5 fails
-    assert s2.verdict == "partly" and "3/4" in s2.rule
+    assert s2.verdict == "partly" and "(3/4 passed)" in s2.rule_text
+    assert [c.passed(s2.values()) for c in s2.rule.checks] == [True, True, True, False]
     got = {m.key: m.value for m in s1.measured}
     assert got["cnn_mf_from"] == 1 and got["mlp_mf_from"] is None
+    assert got["cnn_pi_star_C"] == 0.95 and got["mlp_gap"] == 1.1
+    # both MF and both collapsing -> reproduced; no MF and no collapse -> not reproduced
+    mf = [_reg_row(m, lab, "MF" if lab != "init" else "EF", nc) for m in ("cnn", "mlp")
+          for lab, nc in (("init", 2.0), ("e1", 1.0), ("e2", 0.1))]
+    assert [c.verdict for c in sp_exp._claims(mf, ["cnn", "mlp"])] == ["reproduced", "reproduced"]
+    ef = [_reg_row(m, lab, "EF", nc) for m in ("cnn", "mlp") for lab, nc in (("init", 2.0), ("e1", 1.0), ("e2", 1.5))]
+    assert [c.verdict for c in sp_exp._claims(ef, ["cnn", "mlp"])] == ["not reproduced", "not reproduced"]
+    # the MF check is the regime of feature_spectrum with the experiment's thresholds, boundaries included
+    edge = [_reg_row("cnn", "init", "EF", 2.0), {**_reg_row("cnn", "e1", "MF", 0.1), "pi_star_C": sp_exp.MF_PI,
+                                                "pi_C": sp_exp.MF_PI, "gap_ratio_C": sp_exp.MF_GAP}]
+    assert sp_exp._claims(edge, ["cnn"])[0].verdict == "reproduced"
+    below = [edge[0], {**edge[1], "gap_ratio_C": sp_exp.MF_GAP - 1e-9}]
+    assert sp_exp._claims(below, ["cnn"])[0].verdict == "not reproduced"
+
+
+def test_spectrum_train_claim_verdicts():
+    def row(model, regime):
+        return {"model": model, "regime": regime, "nc1": 0.3, **_REGIME_NUMBERS[regime]}
+
+    c = sp_exp._claim_train([row("cnn", "MF"), row("mlp", "EF")], ["cnn", "mlp"])
+    assert c.id == "s1_train" and c.verdict == "partly" and "(1/2 passed)" in c.rule_text
+    assert c.values()["train_mlp_pi_star_C"] == 0.55 and "cnn: MF, mlp: EF" in c.rule_text
+    assert sp_exp._claim_train([row("cnn", "MF")], ["cnn"]).verdict == "reproduced"
+    assert sp_exp._claim_train([row("cnn", "EF")], ["cnn"]).verdict == "not reproduced"
 
 
 # ---------------------------------------------------------------- tiny end-to-end run
@@ -219,8 +251,8 @@ def test_tiny_values_recomputed_independently(tiny):
     res = results["subspace_match"]
     rows = res.tables["similarity"]
     # 1. one max-match similarity: trained pair, fully connected layer relu3 (every probe image, one repeat)
-    A = deepspan.extract(ctx.load("cnn", "e2"), ctx.probe, "relu3").features["relu3"]
-    B = deepspan.extract(ctx.load("cnn@s1", "e2"), ctx.probe, "relu3").features["relu3"]
+    A = deepspan.extract(ctx.runs.load("cnn", "e2"), ctx.data.probe, "relu3").features["relu3"]
+    B = deepspan.extract(ctx.runs.load("cnn@s1", "e2"), ctx.data.probe, "relu3").features["relu3"]
     want = deepspan.max_match(A, B, 0.5).similarity
     got = next(r for r in rows if r["comparison"] == "A vs B" and r["epoch"] == 2 and r["layer"] == "relu3"
                and r["eps"] == 0.5)
@@ -232,11 +264,11 @@ def test_tiny_values_recomputed_independently(tiny):
     run = "cnn" if first["side"] == "a" else "cnn@s1"
     import torch
 
-    model = ctx.load(run, "e2")
+    model = ctx.runs.load(run, "e2")
     captured = []
     handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, o: captured.append(o))
     with torch.no_grad():
-        model(torch.as_tensor(ctx.probe.X))
+        model(torch.as_tensor(ctx.data.probe.X))
     handle.remove()
     maps = captured[0]
     pooled = (maps.amax(dim=(2, 3)) if maps.ndim == 4 else maps).numpy()
@@ -246,22 +278,22 @@ def test_tiny_values_recomputed_independently(tiny):
     assert got_idx == hand.tolist()
     # 3. one rho vector and one NC1 from the cached features
     sp = results["spectrum"].tables
-    Phi = ctx.features("cnn", "e1")
-    spec = feature_spectrum(Phi, ctx.probe.y)
+    Phi = ctx.stats.features("cnn", "e1")
+    spec = feature_spectrum(Phi, ctx.data.probe.y)
     got_rho = [r["rho"] for r in sorted((r for r in sp["rho"] if r["model"] == "cnn" and r["checkpoint"] == "e1"),
                                         key=lambda r: r["k"])]
     np.testing.assert_allclose(got_rho, spec.rho[: len(got_rho)], rtol=1e-9)
     nc1 = next(r["nc1"] for r in sp["regimes"] if r["model"] == "cnn" and r["checkpoint"] == "e1")
-    assert nc1 == pytest.approx(neural_collapse(Phi, ctx.probe.y).nc1, rel=1e-9)
+    assert nc1 == pytest.approx(neural_collapse(Phi, ctx.data.probe.y).nc1, rel=1e-9)
     # 4. the training-image reading (s1_train): NC1 of the final CNN on the seeded training subset
     from deepspan.data import probe_subset
     from deepspan.features import extract
 
-    n = min(len(ctx.probe), int(np.bincount(ctx.train.y).min()) * 10)
-    sub = probe_subset(ctx.train, n, seed=ctx.cfg.seed)
-    final = ctx.checkpoints("cnn")[-1]["label"]
-    layer = ctx.feature_layer("cnn")
-    Phi_tr = extract(ctx.load("cnn", final), sub.X, layer, policy="flatten", progress=False).features[layer]
+    n = min(len(ctx.data.probe), int(np.bincount(ctx.data.train.y).min()) * 10)
+    sub = probe_subset(ctx.data.train, n, seed=ctx.cfg.seed)
+    final = ctx.runs.checkpoints("cnn")[-1]["label"]
+    layer = ctx.runs.feature_layer("cnn")
+    Phi_tr = extract(ctx.runs.load("cnn", final), sub.X, layer, policy="flatten", progress=False).features[layer]
     row = next(r for r in sp["train_probe"] if r["model"] == "cnn")
     assert row["checkpoint"] == final and row["n_samples"] == len(sub)
     assert row["nc1"] == pytest.approx(neural_collapse(Phi_tr, sub.y).nc1, rel=1e-9)

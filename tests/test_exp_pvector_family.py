@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from deepspan.experiments import baselines, beyond_top, common_subspace, layerwise
-from deepspan.experiments.results import VERDICTS
+from deepspan.experiments import baselines, beyond_top, common_subspace, layerwise, statistics
+from deepspan.results import VERDICTS, Claim, Measured
 
 EXPS = ["common_subspace", "layerwise", "beyond_top", "baselines"]
 
@@ -49,6 +49,19 @@ def test_reading_checks_rules():
     assert edge["checks"]["below_untrained"] and not edge["checks"]["below_random"]
     bad = common_subspace.reading_checks([80.0], [70.0], [60.0])
     assert bad["verdict"] == "not reproduced"
+    # the experiment's claims judge the same numbers with their Rule objects and reach the same verdicts
+    null = np.full(3, 89.0)
+    for case, want in ((ok, "reproduced"), (null_like, "partly"), (edge, "partly"), (bad, "not reproduced")):
+        for center in (False, True):
+            claims = common_subspace._claims({False: case, True: case}, null, 1000, ["a", "b"], ["m"])
+            c = claims[int(center)]
+            assert c.id == ("c_centered" if center else "c_uncentered") and c.verdict == want
+            tag = "cen" if center else "unc"
+            v = c.values()
+            assert v[f"{tag}_trained_mean_cos"] == pytest.approx(case["mean_cos"])
+            assert v[f"{tag}_untrained_mean"] == case["mean_untrained"]
+            assert [ch.passed(v) for ch in c.rule.checks] == list(case["checks"].values())
+            assert f"({case['passed']}/3 passed)" in c.rule_text
 
 
 def test_random_maps_and_null():
@@ -71,13 +84,19 @@ def test_random_maps_and_null():
 @pytest.mark.parametrize("x,y", [([1, 2, 3, 4], [10, 20, 25, 40]), ([1, 2, 3, 4, 5], [3, 1, 4, 1, 5]),
                                  ([1, 2, 3], [3, 2, 1]), ([1, 2, 3, 4, 5, 6], [2, 2, 3, 1, 6, 6])])
 def test_spearman_matches_scipy(x, y):
-    assert layerwise.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    assert statistics.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
 
 
 def test_spearman_undefined():
-    assert np.isnan(layerwise.spearman([1, 2, 3], [5, 5, 5]))
-    assert np.isnan(layerwise.spearman([1], [2]))
-    assert layerwise.spearman([1, 2], [3, 9]) == 1.0
+    assert np.isnan(statistics.spearman([1, 2, 3], [5, 5, 5]))
+    assert np.isnan(statistics.spearman([1], [2]))
+    assert np.isnan(statistics.spearman([1, 2, 3], [1, np.nan, 3]))   # non-finite: NaN, one rule
+    assert np.isnan(statistics.spearman([1, 2, 3], [1, 2]))           # unequal lengths
+    assert statistics.spearman([1, 2], [3, 9]) == 1.0
+    # the depth trend uses that rule: constant angles over the layers give NaN
+    rows = [{"model": "m", "epoch": 1, "centered": False, "depth": d, "angle": 5.0, "in_path": True, "layer": f"l{d}"}
+            for d in (1, 2, 3)]
+    assert np.isnan(layerwise.depth_trends(rows)[0]["rho_depth_angle"])
 
 
 def _trend(model, epoch, rho, deepest, n=3, centered=False):
@@ -99,10 +118,37 @@ def test_depth_trends_and_judge():
     j = layerwise.judge(trends, ["a", "b", "c"])
     assert j["n"] == 3 and j["rise"] == 2 and j["fall_strict"] == 1 and j["fall_weak"] == 2
     assert j["models"]["a"]["rho_init"] == 0.5 and j["models"]["b"]["rho_init"] is None
-    assert layerwise.fall_verdict(3, 3, 3) == "reproduced"
-    assert layerwise.fall_verdict(1, 2, 3) == "partly"
-    assert layerwise.fall_verdict(0, 0, 3) == "not reproduced"
+    # the claims' rules on the same trends: c1 (rise) 2 of 3 models, c2 (strict fall) 1 of 3 -> partly
+    c1, c2 = layerwise._claims(trends, ["a", "b", "c"])
+    assert c1.verdict == "partly" and "(2/3 passed)" in c1.rule_text
+    assert c2.verdict == "partly" and "(1/3 passed)" in c2.rule_text
+    v = c2.values()
+    assert v["a_rho_last"] == -0.5 and v["b_rho_e1"] == 1.0 and v["c_deepest_change"] == pytest.approx(3.0)
+    assert [ch.passed(v) for ch in c2.rule.partial] == [True, True, False]   # the weak fall: a and b
     assert layerwise.epoch_label(0) == "init" and layerwise.epoch_label(3) == "e3"
+
+
+def _fall(trends, names=("a", "b", "c")):
+    j = layerwise.judge(trends, list(names))
+    c1, c2 = layerwise._claims(trends, list(names))
+    return (j["fall_strict"], j["fall_weak"], j["n"]), c1.verdict, c2.verdict
+
+
+def test_fall_rule_verdicts():
+    """c2: reproduced if every model falls strictly at the last epoch; partly if some model passes the strict or
+    the weak check; else not reproduced (and not reproduced when no model can be judged)."""
+    every = [t for m in "abc" for t in (_trend(m, 1, 0.5, 4.0), _trend(m, 4, -0.5, 3.0))]
+    assert _fall(every) == ((3, 3, 3), "reproduced", "reproduced")
+    weak_only = [t for m in "abc" for t in (_trend(m, 1, 1.0, 9.0), _trend(m, 4, 1.0, 8.0))]
+    assert _fall(weak_only) == ((0, 3, 3), "reproduced", "partly")
+    one_weak = ([t for m in "ab" for t in (_trend(m, 1, 0.5, 9.0), _trend(m, 4, 0.5, 12.0))]
+                + [_trend("c", 1, 0.5, 9.0), _trend("c", 4, 0.0, 12.0)])   # rho falls 0.5 -> 0, not below 0
+    assert _fall(one_weak) == ((0, 1, 3), "reproduced", "partly")
+    none = [t for m in "abc" for t in (_trend(m, 1, -0.5, 9.0), _trend(m, 4, 0.5, 12.0))]
+    assert _fall(none) == ((0, 0, 3), "not reproduced", "not reproduced")
+    # no model has a later epoch: nothing to judge
+    early_only = [_trend(m, 1, 0.5, 9.0) for m in "abc"]
+    assert _fall(early_only) == ((0, 0, 0), "not reproduced", "not reproduced")
 
 
 # ------------------------------------------------------------------ experiment 4: beyond the top vector
@@ -121,11 +167,36 @@ def test_subspace_angle_planted():
     assert beyond_top._angle_or_none(np.zeros(n), U[:, 0]) is None
 
 
+def _no_convergence(med: dict[int, float | None]):
+    """The beyond_top claim on planted angle rows: three models whose before-end angles have median ``med[k]``
+    for u_k (None: no u_k in any model); returns ({k: check passed}, claim)."""
+    rows = []
+    for i, m in enumerate(("m1", "m2", "m3")):
+        spread = (-1.0, 0.0, 2.0)[(i + 1) % 3]   # the models' values straddle the median in another order per model
+        ang = {k: (None if med[k] is None else med[k] + spread * (1.0 + k)) for k in (1, 2, 3)}
+        base = {"model": m, "centered": False, "u2_swapped": False, "s2_over_s1": 0.5, "s3_over_s2": 0.9}
+        rows += [{**base, "checkpoint": "e1", "subspace_angle": 40.0, **{f"angle_u{k}": ang[k] for k in ang}},
+                 {**base, "checkpoint": "e2", "subspace_angle": 0.0, **{f"angle_u{k}": 0.0 for k in ang}}]
+    (claim,) = beyond_top._claims(rows, ["m1", "m2", "m3"], 200)
+    v = claim.values()
+    for k in (1, 2, 3):
+        if med[k] is None:
+            assert v[f"median_u{k}_before_end"] is None
+        else:
+            assert v[f"median_u{k}_before_end"] == pytest.approx(med[k])
+    return {int(c.name[-1]): c.passed(v) for c in claim.rule.checks}, claim
+
+
 def test_no_convergence_rule():
-    assert beyond_top.no_convergence({1: 2.0, 2: 30.0, 3: 5.0}) == {2: True, 3: False}
+    passed, c = _no_convergence({1: 2.0, 2: 30.0, 3: 5.0})
+    assert passed == {2: True, 3: False} and c.verdict == "partly"
     # the threshold is max(20 deg, 3 x u_1's median): 30 deg here
-    assert beyond_top.no_convergence({1: 10.0, 2: 25.0, 3: 31.0}) == {2: False, 3: True}
-    assert beyond_top.no_convergence({1: 1.0, 2: float("nan"), 3: 19.9}) == {2: False, 3: False}
+    passed, c = _no_convergence({1: 10.0, 2: 25.0, 3: 31.0})
+    assert passed == {2: False, 3: True} and c.verdict == "partly" and "currently 30.0 deg" in c.rule_text
+    passed, c = _no_convergence({1: 1.0, 2: None, 3: 19.9})
+    assert passed == {2: False, 3: False} and c.verdict == "not reproduced"
+    passed, c = _no_convergence({1: 5.0, 2: 20.0, 3: 45.0})   # at the 20-degree floor counts
+    assert passed == {2: True, 3: True} and c.verdict == "reproduced"
 
 
 def test_entry_stats_and_mid_label():
@@ -142,14 +213,32 @@ def test_entry_stats_and_mid_label():
 
 
 # ------------------------------------------------------------------ experiment 8: baselines
+def _agreement(rho: float, p: float) -> str:
+    """The verdict of baselines' agreement rule, through a claim built from the planted numbers."""
+    claim = Claim("c", "q", "s", baselines.agreement_rule("linear CKA", 10, "rho", "p"),
+                  [Measured("rho", "rho", rho), Measured("p", "p", p)])
+    return claim.verdict
+
+
+def _agreement_by_hand(rho, p) -> str:
+    """The documented rule, re-implemented: rho > 0.5 with p < 0.05 reproduced; else rho > 0 partly."""
+    if rho is None or not np.isfinite(rho) or rho <= 0:
+        return "not reproduced"
+    return "reproduced" if rho > 0.5 and p is not None and np.isfinite(p) and p < 0.05 else "partly"
+
+
 def test_agreement_verdict():
-    assert baselines.agreement_verdict(0.51, 0.01) == "reproduced"
-    assert baselines.agreement_verdict(0.51, 0.2) == "partly"   # not significant on so few pairs
-    assert baselines.agreement_verdict(0.5, 0.001) == "partly"
-    assert baselines.agreement_verdict(0.01, 0.9) == "partly"
-    assert baselines.agreement_verdict(0.0, 1.0) == "not reproduced"
-    assert baselines.agreement_verdict(-0.7, 0.01) == "not reproduced"
-    assert baselines.agreement_verdict(float("nan"), float("nan")) == "not reproduced"
+    assert baselines.AGREE_RHO == 0.5 and baselines.AGREE_P == 0.05
+    assert _agreement(0.51, 0.01) == "reproduced"
+    assert _agreement(0.51, 0.2) == "partly"   # not significant on so few pairs
+    assert _agreement(0.5, 0.001) == "partly"
+    assert _agreement(0.01, 0.9) == "partly"
+    assert _agreement(0.0, 1.0) == "not reproduced"
+    assert _agreement(-0.7, 0.01) == "not reproduced"
+    assert _agreement(float("nan"), float("nan")) == "not reproduced"
+    assert _agreement(0.9, float("nan")) == "partly"
+    for rho, p in ((0.51, 0.01), (0.51, 0.2), (0.5, 0.001), (0.0, 1.0), (-0.7, 0.01), (0.9, float("nan"))):
+        assert _agreement(rho, p) == _agreement_by_hand(rho, p)
 
 
 def test_rank_agreement_known_and_permutation_p():
@@ -162,7 +251,7 @@ def test_rank_agreement_known_and_permutation_p():
     # |rho| = 1 on 10 items: only 2 of 10! orders reach it, so p is at the floor 1 / (n_perm + 1)
     assert a["p_pv_cka"] == pytest.approx(1 / (baselines.N_PERM + 1))
     x, y = rng.random(12), rng.random(12)
-    p = baselines.permutation_p(x, y, n_perm=4000, seed=0)
+    p = statistics.permutation_p(x, y, n_perm=4000, seed=0)
     # independent data: the permutation p-value agrees with scipy's asymptotic one
     assert p == pytest.approx(spearmanr(x, y).pvalue, abs=0.06)
 
@@ -215,16 +304,21 @@ def test_tiny_common_subspace_values(tiny):
     rows = results["common_subspace"].tables["angles"]
     from deepspan.linalg import angle
 
-    lay_a, lay_b = ctx.feature_layer("mlp"), ctx.feature_layer("cnn")
     for center in (False, True):
-        ua = ctx.triplets("mlp", ctx.checkpoints("mlp")[-1]["label"])[(lay_a, center)]["u"][:, 0]
-        ub = ctx.triplets("cnn", ctx.checkpoints("cnn")[-1]["label"])[(lay_b, center)]["u"][:, 0]
+        ua = ctx.stats.pvector("mlp", ctx.runs.checkpoints("mlp")[-1]["label"], center)
+        ub = ctx.stats.pvector("cnn", ctx.runs.checkpoints("cnn")[-1]["label"], center)
         row = next(r for r in rows if r["set"] == "trained" and r["centered"] == center and r["a"] == "mlp"
                    and r["b"] == "cnn")
         assert row["angle"] == pytest.approx(angle(ua, ub), abs=1e-9)
         assert row["cosine"] == pytest.approx(abs(ua @ ub) / np.linalg.norm(ua) / np.linalg.norm(ub), abs=1e-9)
+    # the cached P-vector is the top left singular vector of the feature layer's probe features (plain SVD)
+    final = ctx.runs.final_label("mlp")
+    F = ctx.stats.features("mlp", final).astype(np.float64)
+    for center in (False, True):
+        u = np.linalg.svd(F - F.mean(0) if center else F, full_matrices=False)[0][:, 0]
+        assert abs(u @ ctx.stats.pvector("mlp", final, center)) == pytest.approx(1.0, abs=1e-5)
     # random-map baseline: recompute one P-vector angle independently with a plain SVD
-    X = ctx.probe.X.reshape(len(ctx.probe), -1).astype(np.float64)
+    X = ctx.data.probe.X.reshape(len(ctx.data.probe), -1).astype(np.float64)
     maps = common_subspace.random_maps(X, tuple(ctx.cfg.random_widths), ctx.cfg.seed)
     keys = list(maps)
     u = [np.linalg.svd(maps[k], full_matrices=False)[0][:, 0] for k in keys[:2]]
@@ -245,8 +339,12 @@ def test_tiny_layerwise_values(tiny):
     assert {r["epoch"] for r in rows} == set(ctx.cfg.layerwise_epochs) & set(range(ctx.cfg.epochs + 1))
     r = next(r for r in rows if r["model"] == "cnn" and r["checkpoint"] == "e1" and r["depth"] == 2
              and not r["centered"])
-    u = ctx.triplets("cnn", "e1")[(r["layer"], False)]["u"][:, 0]
-    assert r["angle"] == pytest.approx(angle(u, ctx.data_u(False)[:, 0]), abs=1e-9)
+    u = ctx.stats.pvector("cnn", "e1", False, layer=r["layer"])
+    assert r["angle"] == pytest.approx(angle(u, ctx.stats.data_pvector(False)), abs=1e-9)
+    # the data P-vector itself, by a plain SVD of the flattened probe images
+    X = ctx.data.probe.X.reshape(len(ctx.data.probe), -1).astype(np.float64)
+    assert abs(np.linalg.svd(X, full_matrices=False)[0][:, 0] @ ctx.stats.data_pvector(False)) == \
+        pytest.approx(1.0, abs=1e-9)
     # the feature layer is the last in-path layer of every model
     for model in ctx.cfg.names:
         path = [x for x in rows if x["model"] == model and x["in_path"] and x["epoch"] == 0 and not x["centered"]]
@@ -261,10 +359,10 @@ def test_tiny_layerwise_values(tiny):
 def test_tiny_beyond_top_values(tiny):
     _, results, ctx = tiny
     res = results["beyond_top"]
-    layer = ctx.feature_layer("resnet")
-    recs = ctx.checkpoints("resnet")
-    U = ctx.triplets("resnet", "e1")[(layer, False)]["u"]
-    V = ctx.triplets("resnet", recs[-1]["label"])[(layer, False)]["u"]
+    recs = ctx.runs.checkpoints("resnet")
+    U = ctx.stats.vectors("resnet", "e1", False)
+    V = ctx.stats.vectors("resnet", recs[-1]["label"], False)
+    assert U.shape == (len(ctx.data.probe), 3)
     r = next(r for r in res.tables["angles"] if r["model"] == "resnet" and r["checkpoint"] == "e1"
              and not r["centered"])
     for k in range(3):
@@ -276,10 +374,25 @@ def test_tiny_beyond_top_values(tiny):
         for st in ("init", "mid", "final"):
             h = [x["count"] for x in res.tables["histograms"] if x["model"] == model and x["stage"] == st
                  and not x["centered"]]
-            assert sum(h) == len(ctx.probe)
-    e = [x for x in res.tables["energy"] if x["model"] == "mlp" and x["checkpoint"] == "init" and not x["centered"]]
-    assert [x["k"] for x in e] == list(range(1, 11))
-    assert sum(x["r"] for x in e) <= 1.0 + 1e-9 and all(x["r"] >= 0 for x in e)
+            assert sum(h) == len(ctx.data.probe)
+    # energy: cumulative r_k = sum_{i<=k} sigma_i^2 / ||F||_F^2 and the per-component share sigma_k^2 / ||F||_F^2,
+    # recomputed by a plain SVD of the feature layer's probe features (column-centered for the centered rows)
+    for center in (False, True):
+        e = [x for x in res.tables["energy"] if x["model"] == "mlp" and x["checkpoint"] == "init"
+             and x["centered"] == center]
+        assert [x["k"] for x in e] == list(range(1, 11))
+        r = np.array([x["r"] for x in e])
+        share = np.array([x["share"] for x in e])
+        assert np.all(np.diff(r) >= -1e-12) and r[-1] <= 1.0 + 1e-9 and np.all(share >= -1e-12)
+        assert np.allclose(np.cumsum(share), r, atol=1e-12)
+        F = ctx.stats.features("mlp", "init").astype(np.float64)
+        A = F - F.mean(0) if center else F
+        s = np.linalg.svd(A, compute_uv=False)
+        total = np.sum(A**2)
+        np.testing.assert_allclose([x["sigma"] for x in e], s[:10], rtol=1e-4, atol=1e-6 * s[0])
+        np.testing.assert_allclose(r, np.cumsum(s[:10] ** 2) / total, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(share, s[:10] ** 2 / total, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(r, ctx.stats.energy("mlp", "init", center), rtol=1e-12)
     m = res.measured()
     be = beyond_top.before_end(res.tables["angles"], ctx.cfg.names)
     assert m["median_u2_before_end"] == pytest.approx(np.median([b["angle_u2"] for b in be.values()]))
@@ -290,8 +403,8 @@ def test_tiny_baselines_values(tiny):
     from deepspan import cka, compare_many, svcca
 
     res = results["baselines"]
-    fa = ctx.features("mlp", ctx.checkpoints("mlp")[-1]["label"])
-    fb = ctx.features("simclr", ctx.checkpoints("simclr")[-1]["label"])
+    fa = ctx.stats.features("mlp", ctx.runs.checkpoints("mlp")[-1]["label"])
+    fb = ctx.stats.features("simclr", ctx.runs.checkpoints("simclr")[-1]["label"])
     r = next(r for r in res.tables["pairs"] if r["set"] == "trained" and r["a"] == "mlp" and r["b"] == "simclr")
     assert r["linear_cka"] == pytest.approx(cka(fa, fb), abs=1e-9)
     assert r["svcca"] == pytest.approx(svcca(fa, fb), abs=1e-9)
@@ -303,7 +416,12 @@ def test_tiny_baselines_values(tiny):
     m = res.measured()
     assert m["rho_pv_cka"] == pytest.approx(spearmanr([x["pvector_cos"] for x in trained],
                                                       [x["linear_cka"] for x in trained]).statistic)
-    assert res.claims[0].verdict == baselines.agreement_verdict(m["rho_pv_cka"], m["p_pv_cka"])
+    assert m["p_pv_cka"] == pytest.approx(statistics.permutation_p([x["pvector_cos"] for x in trained],
+                                                                   [x["linear_cka"] for x in trained],
+                                                                   n_perm=baselines.N_PERM, seed=ctx.cfg.seed))
+    c1, c2 = res.claims
+    assert c1.verdict == _agreement_by_hand(m["rho_pv_cka"], m["p_pv_cka"])
+    assert c2.verdict == _agreement_by_hand(m["rho_pv_svcca"], m["p_pv_svcca"])
 
 
 def test_tiny_figures(tiny):

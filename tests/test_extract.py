@@ -621,7 +621,7 @@ def test_pvector_angle_refuses_other_sample_order(small):
     fb_same = deepspan.extract(model_b, small, "2")
     assert 0.0 <= deepspan.angle(fa.pvector("2"), fb_same.pvector("2")) <= 90.0
     with pytest.raises(SampleMismatchError):
-        deepspan.features.check_same_samples(fa, fb)
+        deepspan.features.check_same_featuresets(fa, fb)
 
 
 # --------------------------------------------------------------------------- list_layers, device

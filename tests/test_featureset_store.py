@@ -13,7 +13,7 @@ import deepspan
 from deepspan import InputError, SampleMismatchError
 from deepspan.data import Dataset, load_digits
 from deepspan.features import featureset as featureset_mod
-from deepspan.features.featureset import META_NAME, FeatureSet, check_same_samples
+from deepspan.features.featureset import META_NAME, FeatureSet, check_same_featuresets
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
@@ -294,16 +294,16 @@ def test_other_damage_raises_input_error(fs, tmp_path):
 
 
 # --------------------------------------------------------------------------- sample checks
-def test_check_same_samples(fs, probe):
+def test_check_same_featuresets(fs, probe):
     same = other_fs(probe)
-    check_same_samples(fs, same)  # same probe, same order: no error
+    check_same_featuresets(fs, same)  # same probe, same order: no error
     rev = Dataset("rev", probe.X[::-1].copy(), probe.y[::-1].copy(), probe.ids[::-1].copy())
     other = deepspan.extract(SmallCNN(), rev, "act", policy="gap")
     with pytest.raises(SampleMismatchError):
-        check_same_samples(fs, other)
+        check_same_featuresets(fs, other)
     with pytest.raises(SampleMismatchError):
-        check_same_samples(fs, probe.X)  # no hash at all
-    check_same_samples(fs, probe)  # a Dataset carries the same hash
+        check_same_featuresets(fs, probe.X)  # no hash at all
+    check_same_featuresets(fs, probe)  # a Dataset carries the same hash
 
 
 def test_loaded_store_still_checks_samples(fs, probe, tmp_path):
@@ -314,5 +314,5 @@ def test_loaded_store_still_checks_samples(fs, probe, tmp_path):
     with pytest.raises(SampleMismatchError):
         deepspan.angle(a.pvector("head.1"), b.pvector("head.1"))
     with pytest.raises(SampleMismatchError):
-        check_same_samples(a, b)
+        check_same_featuresets(a, b)
     assert os.path.isdir(tmp_path / "a")

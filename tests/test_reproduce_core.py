@@ -1,4 +1,4 @@
-"""The reproduce framework: configs, result files, verdict rules, run context, experiment 1's rules."""
+"""The reproduce framework: configs, the registry, result files, verdict rules, run context, experiment 1's rules."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from deepspan.errors import InputError
-from deepspan.experiments import convergence
+from deepspan.experiments import EXPERIMENTS, convergence
 from deepspan.experiments.config import SCALES, config_for
 from deepspan.experiments.context import ReproContext
-from deepspan.experiments.reproduce import EXPERIMENTS, experiment_module, is_done
-from deepspan.experiments.results import (Claim, ExperimentResult, Measured, combine_verdicts, load_result,
-                                          save_result, verdict_from)
+from deepspan.experiments.registry import get as get_experiment
+from deepspan.experiments.reproduce import is_done
+from deepspan.results import (Check, Claim, Condition, ExperimentResult, Measured, Rule, combine_verdicts,
+                              load_result, save_result)
 
 
 # ---------------------------------------------------------------- configs
@@ -36,14 +37,50 @@ def test_bad_scale_and_model_names():
     with pytest.raises(InputError, match="no model 'vit'"):
         config_for("tiny").model("vit")
     with pytest.raises(InputError, match="unknown experiment 'nope'; choose from convergence"):
-        experiment_module("nope")
+        get_experiment("nope")
 
 
 # ---------------------------------------------------------------- verdicts and result files
+def _rule(passed: int, total: int, partial: tuple[bool, ...] = ()) -> tuple[Rule, dict[str, float]]:
+    """A rule of ``total`` one-condition checks of which the first ``passed`` hold (and weaker checks that
+    hold or not as ``partial`` says), with the values it reads."""
+    values = {f"x{i}": (1.0 if i < passed else -1.0) for i in range(total)}
+    values.update({f"w{i}": (1.0 if ok else -1.0) for i, ok in enumerate(partial)})
+    checks = tuple(Check(f"c{i}", (Condition(f"x{i}", ">", 0.0),)) for i in range(total))
+    weak = tuple(Check(f"w{i}", (Condition(f"w{i}", ">", 0.0),)) for i in range(len(partial)))
+    return Rule("planted", checks, partial=weak), values
+
+
 @pytest.mark.parametrize("passed,total,expected", [(3, 3, "reproduced"), (0, 3, "not reproduced"),
                                                    (1, 3, "partly"), (2, 3, "partly"), (1, 1, "reproduced")])
-def test_verdict_from(passed, total, expected):
-    assert verdict_from(passed, total) == expected
+def test_rule_verdict_counts_passed_checks(passed, total, expected):
+    rule, values = _rule(passed, total)
+    assert rule.passed(values) == passed
+    assert rule.verdict(values) == expected
+    assert f"({passed}/{total} passed)" in rule.text(values)
+    # the claim computes the same verdict from its measured values
+    claim = Claim("c", "q", "src", rule, [Measured(k, k, v) for k, v in values.items()])
+    assert claim.verdict == expected and claim.rule_text == rule.text(values)
+
+
+def test_rule_partial_checks_and_missing_values():
+    # a weaker check lifts "not reproduced" to "partly", never to "reproduced"
+    rule, values = _rule(0, 2, partial=(False, True))
+    assert rule.verdict(values) == "partly"
+    rule, values = _rule(0, 2, partial=(False, False))
+    assert rule.verdict(values) == "not reproduced"
+    rule, values = _rule(2, 2, partial=(False,))
+    assert rule.verdict(values) == "reproduced"
+    # a condition on a missing (None / NaN / inf) value fails; "any" needs one condition, "all" every one
+    cond = Condition("a", ">=", "b", 0.5)
+    assert cond.holds({"a": 1.0, "b": 2.0}) and not cond.holds({"a": 0.99, "b": 2.0})
+    assert cond.outcome({"a": 1.0, "b": 2.0}) == "1 >= 1" and cond.words() == "a >= 0.5 x b"
+    for bad in (None, float("nan"), float("inf")):
+        assert not cond.holds({"a": bad, "b": 2.0}) and not cond.holds({"a": 1.0, "b": bad})
+    both = (Condition("a", ">", 0.0), Condition("b", ">", 0.0))
+    assert Check("any", both, mode="any").passed({"a": 1.0, "b": None})
+    assert not Check("all", both).passed({"a": 1.0, "b": None})
+    assert Condition("a", "<", 3).holds({"a": 2}) and not Condition("a", "<", 3).holds({"a": True})
 
 
 def test_combine_verdicts():
@@ -53,14 +90,16 @@ def test_combine_verdicts():
     assert combine_verdicts(["partly"]) == "partly"
     with pytest.raises(InputError):
         combine_verdicts([])
-    with pytest.raises(InputError):
-        verdict_from(0, 0)
+    with pytest.raises(InputError, match="a rule needs at least one check"):
+        Rule("no checks", ())
 
 
 def _result(**kw):
-    claims = [Claim("c1", "q", "src", "rule", "reproduced", [Measured("a", "A", np.float32(1.5), "deg"),
-                                                             Measured("n", "N", 3)]),
-              Claim("c2", "q2", "src2", "rule2", "partly", [Measured("nan", "NaN", float("nan"))])]
+    # c1: every check passes -> reproduced; c2: its measured value is NaN (fails), the context value passes
+    c1 = Rule("rule", (Check("a", (Condition("a", ">=", 1.0),)), Check("n", (Condition("n", "<=", "a", 2.0),))))
+    c2 = Rule("rule2", (Check("nan", (Condition("nan", ">", 0.0),)), Check("ctx", (Condition("ctx", ">", 0.0),))))
+    claims = [Claim("c1", "q", "src", c1, [Measured("a", "A", np.float32(1.5), "deg"), Measured("n", "N", 3)]),
+              Claim("c2", "q2", "src2", c2, [Measured("nan", "NaN", float("nan"))], context={"ctx": 1.0})]
     return ExperimentResult("demo_exp", "Demo", "Paper", "summary", claims,
                             tables={"t": [{"x": 1, "y": np.float64(0.25)}, {"x": 2, "z": None}]},
                             provenance={"config_fingerprint": "abc"}, **kw)
@@ -68,23 +107,37 @@ def _result(**kw):
 
 def test_result_round_trip(tmp_path):
     res = _result()
+    assert [c.verdict for c in res.claims] == ["reproduced", "partly"]
     assert res.verdict == "partly"
     assert res.measured() == {"a": 1.5, "n": 3, "nan": None}
+    assert "(1/2 passed)" in res.claim("c2").rule_text
     path = save_result(res, tmp_path)
     d = json.loads(path.read_text())
     assert d["format"] == "deepspan-experiment/1" and d["verdict"] == "partly"
+    assert [c["verdict"] for c in d["claims"]] == ["reproduced", "partly"]
+    assert d["claims"][1]["context"] == {"ctx": 1.0}
     back = load_result(tmp_path, "demo_exp")
     assert back.to_dict() == res.to_dict()
+    assert [c.verdict for c in back.claims] == ["reproduced", "partly"]  # recomputed from the saved rule
     csv = (tmp_path / "demo_exp__t.csv").read_text().splitlines()
     assert csv == ["x,y,z", "1,0.25,", "2,,"]
 
 
 def test_result_errors(tmp_path):
+    rule = Rule("r", (Check("a", (Condition("a", ">", 0.0),)),))
     with pytest.raises(InputError, match="measured keys must be unique, repeated: \\['a'\\]"):
-        ExperimentResult("e", "t", "p", "s", [Claim("c1", "q", "s", "r", "partly", [Measured("a", "A", 1)]),
-                                              Claim("c2", "q", "s", "r", "partly", [Measured("a", "B", 2)])])
-    with pytest.raises(InputError, match="verdict must be one of"):
-        Claim("c1", "q", "s", "r", "maybe")
+        ExperimentResult("e", "t", "p", "s", [Claim("c1", "q", "s", rule, [Measured("a", "A", 1)]),
+                                              Claim("c2", "q", "s", rule, [Measured("a", "B", 2)])])
+    with pytest.raises(InputError, match="rule must be a deepspan.results.Rule, got str"):
+        Claim("c1", "q", "s", "r")
+    with pytest.raises(InputError, match="its rule reads \\['a', 'b'\\], which are neither measured nor in context"):
+        Claim("c1", "q", "s", Rule("r", (Check("x", (Condition("a", ">", "b"),)),)))
+    with pytest.raises(InputError, match="condition operator must be one of"):
+        Condition("a", "==", 1.0)
+    with pytest.raises(InputError, match="check mode must be 'all' or 'any'"):
+        Check("x", (Condition("a", ">", 0.0),), mode="most")
+    with pytest.raises(InputError, match="needs at least one condition"):
+        Check("x", ())
     with pytest.raises(InputError, match="run `deepspan reproduce --only missing` first"):
         load_result(tmp_path, "missing")
     (tmp_path / "bad.json").write_text("{")
@@ -96,9 +149,20 @@ def test_result_errors(tmp_path):
 
 
 def test_registry_modules_have_the_interface():
-    for name in EXPERIMENTS:
-        mod = experiment_module(name)
-        assert mod.NAME == name and callable(mod.run) and mod.TITLE
+    import importlib
+
+    from deepspan.experiments.base import Experiment
+
+    assert list(EXPERIMENTS) == ["convergence", "common_subspace", "layerwise", "beyond_top", "generalisation",
+                                 "subspace_match", "spectrum", "baselines"]
+    for name, exp in EXPERIMENTS.items():
+        assert isinstance(exp, Experiment) and exp.name == name and exp.title and exp.paper and exp.claims
+        assert get_experiment(name) is exp
+        mod = importlib.import_module(f"deepspan.experiments.{name}")
+        assert mod.EXPERIMENT is exp and mod.NAME == name and mod.TITLE == exp.title
+        assert callable(mod.run) and exp.run is mod.run
+        assert exp.figures == f"deepspan.report.fig_{name}"
+        assert callable(importlib.import_module(exp.figures).draw)
 
 
 # ---------------------------------------------------------------- context
@@ -111,31 +175,37 @@ def test_context_refuses_a_folder_with_other_settings(tmp_path):
 
 def test_context_data_and_probe(tmp_path):
     ctx = ReproContext(config_for("tiny"), tmp_path, progress=False)
-    assert ctx.train.X.shape == (1500, 1, 8, 8) and ctx.train.X.dtype == np.float32
-    assert ctx.image_shape == (1, 8, 8) and ctx.n_classes == 10
-    assert len(ctx.probe) == 200
-    assert np.bincount(ctx.probe.y).tolist() == [20] * 10
+    data = ctx.data
+    assert data.train.X.shape == (1500, 1, 8, 8) and data.train.X.dtype == np.float32
+    assert data.image_shape == (1, 8, 8) and data.n_classes == 10
+    assert len(data.probe) == 200
+    assert np.bincount(data.probe.y).tolist() == [20] * 10
     # the probe is held out: no probe image is a training image
-    assert not set(ctx.probe.ids) & set(ctx.train.ids)
+    assert not set(data.probe.ids) & set(data.train.ids)
     # data P-vector: the top left singular vector of the flattened probe images
-    X = ctx.probe.X.reshape(200, -1).astype(np.float64)
-    u = np.linalg.svd(X, full_matrices=False)[0][:, 0]
-    assert abs(abs(u @ ctx.data_u(False)[:, 0]) - 1) < 1e-10
-    uc = np.linalg.svd(X - X.mean(0), full_matrices=False)[0][:, 0]
-    assert abs(abs(uc @ ctx.data_u(True)[:, 0]) - 1) < 1e-10
+    X = data.probe.X.reshape(200, -1).astype(np.float64)
+    for center, A in ((False, X), (True, X - X.mean(0))):
+        U, s, _ = np.linalg.svd(A, full_matrices=False)
+        assert abs(abs(U[:, 0] @ ctx.stats.data_pvector(center)) - 1) < 1e-10
+        tri = ctx.stats.data_triplets(center)
+        assert tri.centered == center and np.array_equal(tri.U[:, 0], ctx.stats.data_pvector(center))
+        assert np.allclose(np.abs(np.sum(tri.U * U[:, : tri.k], axis=0)), 1.0, atol=1e-8)
+        assert np.allclose(tri.s[: len(s)], s[: len(tri.s)], rtol=1e-9, atol=1e-9 * s[0])
+        assert tri.total_energy == pytest.approx(np.sum(A**2), rel=1e-10)
 
 
 def test_noisy_labels_are_seeded_and_about_the_asked_fraction(tmp_path):
     ctx = ReproContext(config_for("tiny"), tmp_path, progress=False)
-    a = ctx.noisy_train(1500, 0.4, seed=5)
-    b = ctx.noisy_train(1500, 0.4, seed=5)
+    data = ctx.data
+    a = data.noisy_train(1500, 0.4, seed=5)
+    b = data.noisy_train(1500, 0.4, seed=5)
     assert np.array_equal(a.y, b.y)
-    changed = np.mean(a.y != ctx.train.y)
+    changed = np.mean(a.y != data.train.y)
     # replaced labels keep the true one with probability 1/10: expected fraction 0.4 * 0.9 = 0.36
     assert abs(changed - 0.36) < 0.05
-    assert np.array_equal(ctx.noisy_train(1500, 0.0, seed=5).y, ctx.train.y)
+    assert np.array_equal(data.noisy_train(1500, 0.0, seed=5).y, data.train.y)
     with pytest.raises(InputError, match="label noise must lie in \\[0, 1\\]"):
-        ctx.noisy_train(10, 1.5, seed=0)
+        data.noisy_train(10, 1.5, seed=0)
 
 
 # ---------------------------------------------------------------- experiment 1 rules on synthetic curves
@@ -152,7 +222,7 @@ def test_convergence_rules_on_planted_curves():
     claims = {c.id: c for c in convergence._claims(rows, {}, ["a", "b"])}
     m = {x.key: x.value for c in claims.values() for x in c.measured}
     assert m["a_init"] == 75.0 and m["a_before_end"] == 5.0
-    assert claims["c1"].verdict == "partly" and "1/2 passed" in claims["c1"].rule
+    assert claims["c1"].verdict == "partly" and "1/2 passed" in claims["c1"].rule_text
     # b rises by 7 deg from e1 to e2: one break, allowed ("quasi"-monotone); a has none
     assert m["a_breaks"] == 0 and m["b_breaks"] == 1 and claims["c2"].verdict == "reproduced"
     assert m["a_rise"] == pytest.approx(5.0) and m["b_rise"] == pytest.approx(-1.0)
@@ -193,34 +263,47 @@ def test_is_done_depends_on_the_fingerprint(tmp_path):
 
 # ---------------------------------------------------------------- shared-product triplets == top_singular
 @pytest.mark.parametrize("shape", [(120, 30), (40, 300), (50, 50)])
-def test_layer_triplets_equal_top_singular(shape):
-    from deepspan.experiments.context import layer_triplets
-    from deepspan.linalg import top_singular
+def test_top_singular_both_equals_top_singular(shape):
+    from deepspan import top_singular, top_singular_both
 
     rng = np.random.default_rng(sum(shape))
     F = np.maximum(rng.standard_normal(shape) + 0.3 * rng.standard_normal(shape[1]), 0).astype(np.float32)
-    got = layer_triplets(F, n_vectors=3, n_values=10)
+    got = dict(zip((False, True), top_singular_both(F, 3, n_values=10)))
     for center in (False, True):
         ref = top_singular(F, k=3, center=center, n_values=10, method="exact")
-        u, s, total = got[center]
-        assert np.allclose(s, ref.s, rtol=1e-9, atol=1e-9 * ref.s[0])
-        assert np.allclose(u, ref.U, atol=1e-7)          # same vectors, same sign rule
-        assert total == pytest.approx(ref.total_energy, rel=1e-10)
+        tri = got[center]
+        assert tri.centered == center and tri.U.shape == (shape[0], 3) and tri.s.shape == (10,)
+        assert np.allclose(tri.s, ref.s, rtol=1e-9, atol=1e-9 * ref.s[0])
+        assert np.allclose(tri.U, ref.U, atol=1e-7)          # same vectors, same sign rule
+        assert tri.total_energy == pytest.approx(ref.total_energy, rel=1e-10)
+        # and both equal a plain float64 SVD of (centered) F
+        A = F.astype(np.float64) - (F.astype(np.float64).mean(0) if center else 0.0)
+        s = np.linalg.svd(A, compute_uv=False)
+        assert np.allclose(tri.s, s[:10], rtol=1e-9, atol=1e-9 * s[0])
+        assert tri.total_energy == pytest.approx(np.sum(A**2), rel=1e-10)
 
 
-def test_layer_triplets_pad_small_matrices():
-    from deepspan.experiments.context import layer_triplets
+def test_top_singular_both_small_matrices():
+    """A matrix with fewer singular vectors than asked is refused (no silent padding); at full rank the values
+    are exact and total_energy is ||F_c||_F^2."""
+    from deepspan import top_singular, top_singular_both
 
     F = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [3.0, 0.0]])
-    u, s, total = layer_triplets(F, n_vectors=3, n_values=10)[False]
-    ref = np.linalg.svd(F, compute_uv=False)
-    assert u.shape == (4, 3) and s.shape == (10,)
-    assert np.allclose(s[:2], ref) and np.all(s[2:] == 0) and np.all(u[:, 2] == 0)
-    assert total == pytest.approx(np.sum(F**2))
+    unc, cen = top_singular_both(F, 2, n_values=2)
+    assert unc.U.shape == (4, 2) and unc.s.shape == (2,)
+    assert np.allclose(unc.s, np.linalg.svd(F, compute_uv=False), rtol=1e-12)
+    assert np.allclose(cen.s, np.linalg.svd(F - F.mean(0), compute_uv=False), rtol=1e-12)
+    assert unc.total_energy == pytest.approx(np.sum(F**2)) and cen.total_energy == pytest.approx(7.5)
+    assert np.allclose(unc.U, top_singular(F, 2, method="exact").U, atol=1e-10)
+    with pytest.raises(InputError, match="k=3 exceeds min\\(N, d\\) = min\\(4, 2\\) = 2"):
+        top_singular_both(F, 3)
+    with pytest.raises(InputError, match="n_values=10 exceeds min\\(N, d\\)"):
+        top_singular_both(F, 2, n_values=10)
 
 
 def test_force_recomputes_a_saved_result(tmp_path, monkeypatch):
     """A saved result is skipped unless force=True (then the experiment's run() is called again)."""
+    import dataclasses
     import importlib
 
     rp = importlib.import_module("deepspan.experiments.reproduce")
@@ -234,7 +317,8 @@ def test_force_recomputes_a_saved_result(tmp_path, monkeypatch):
         res.provenance = ctx.provenance()
         return res
 
-    monkeypatch.setattr(rp.experiment_module("convergence"), "run", fake_run)
+    # the registry entry is what reproduce() runs: replace it in place (restored after the test)
+    monkeypatch.setitem(EXPERIMENTS, "convergence", dataclasses.replace(EXPERIMENTS["convergence"], run=fake_run))
     cfg = config_for("tiny")
     rp.reproduce(cfg, tmp_path, only=["convergence"], report=False, progress=False, log=lambda s: None)
     rp.reproduce(cfg, tmp_path, only=["convergence"], report=False, progress=False, log=lambda s: None)

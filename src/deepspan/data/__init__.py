@@ -9,7 +9,8 @@ Nothing here downloads at run time except the explicit ``download_mnist``.
 
 from deepspan.data.arrays import from_arrays, load_npz
 from deepspan.data.cifar import load_cifar
-from deepspan.data.digits import Dataset, load_digits
+from deepspan.data.dataset import Dataset
+from deepspan.data.digits import load_digits
 from deepspan.data.download import MNIST_SHA256, download_mnist
 from deepspan.data.loaders import DATASETS, load
 from deepspan.data.mnist import MNIST_HELP, find_bundled_mnist, load_mnist

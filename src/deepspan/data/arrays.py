@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepspan.data.digits import Dataset
+from deepspan.data.dataset import Dataset
 from deepspan.errors import InputError
 
 __all__ = ["from_arrays", "load_npz"]

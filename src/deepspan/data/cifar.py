@@ -26,7 +26,7 @@ import numpy as np
 
 from deepspan.data._common import make_ids, resolve_data_dir
 from deepspan.data._formats import safe_pickle_load
-from deepspan.data.digits import Dataset
+from deepspan.data.dataset import Dataset
 from deepspan.errors import InputError
 
 __all__ = ["load_cifar"]

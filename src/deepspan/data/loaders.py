@@ -25,7 +25,8 @@ import numpy as np
 
 from deepspan.data.arrays import load_npz
 from deepspan.data.cifar import load_cifar
-from deepspan.data.digits import Dataset, load_digits
+from deepspan.data.dataset import Dataset
+from deepspan.data.digits import load_digits
 from deepspan.data.mnist import load_mnist
 from deepspan.errors import InputError
 

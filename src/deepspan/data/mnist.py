@@ -50,7 +50,7 @@ import numpy as np
 
 from deepspan.data._common import make_ids, resolve_data_dir
 from deepspan.data._formats import read_idx, safe_pickle_load
-from deepspan.data.digits import Dataset
+from deepspan.data.dataset import Dataset
 from deepspan.errors import InputError
 
 __all__ = ["load_mnist", "find_bundled_mnist", "MNIST_SPLITS", "MNIST_IDX_FILES", "MNIST_HELP"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepspan.data.digits import Dataset
+from deepspan.data.dataset import Dataset
 from deepspan.errors import InputError
 
 __all__ = ["probe_indices", "probe_subset"]

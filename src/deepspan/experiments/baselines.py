@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from deepspan import angle, compare_many
+from deepspan.experiments.base import Experiment
 from deepspan.experiments.context import ReproContext
-from deepspan.experiments.layerwise import spearman
-from deepspan.experiments.results import Claim, ExperimentResult, Measured
-from deepspan.linalg import angle
-from deepspan.measures import compare_many
+from deepspan.experiments.statistics import permutation_p, spearman
+from deepspan.results import Check, Claim, Condition, ExperimentResult, Measured, Rule
 
 NAME = "baselines"
 TITLE = "P-vector angle beside linear CKA and SVCCA"
@@ -37,11 +37,13 @@ N_PERM = 10_000       # seeded permutations for the p-value of a rank correlatio
 MEASURES = ("linear_cka", "svcca")
 
 
-def agreement_verdict(rho: float, p: float) -> str:
+def agreement_rule(what: str, n: int, rho_key: str, p_key: str) -> Rule:
     """rho > AGREE_RHO with permutation p < AGREE_P: reproduced; otherwise rho > 0: partly; else not reproduced."""
-    if rho is None or not np.isfinite(rho) or rho <= 0:
-        return "not reproduced"
-    return "reproduced" if rho > AGREE_RHO and p is not None and p < AGREE_P else "partly"
+    return Rule(f"Spearman rank correlation over the {n} pairs of trained models between |cos| of the uncentered "
+                f"P-vector angle and {what}: the measures agree on which pairs are most alike if rho > {AGREE_RHO:g} "
+                f"with a two-sided permutation p-value < {AGREE_P:g}; the weaker check: rho > 0",
+                (Check("agree", (Condition(rho_key, ">", AGREE_RHO), Condition(p_key, "<", AGREE_P))),),
+                partial=(Check("positive", (Condition(rho_key, ">", 0.0),)),))
 
 
 def pair_table(feats: dict[str, np.ndarray], pv: dict[tuple[str, bool], np.ndarray], set_: str) -> list[dict[str, Any]]:
@@ -62,23 +64,6 @@ def pair_table(feats: dict[str, np.ndarray], pv: dict[tuple[str, bool], np.ndarr
     return rows
 
 
-def permutation_p(x: Any, y: Any, n_perm: int = N_PERM, seed: int = 0) -> float:
-    """Two-sided permutation p-value of Spearman's rho: share of seeded shuffles of ``y`` with |rho| >= |rho_obs|
-    (the observed order counted once, so p >= 1 / (n_perm + 1))."""
-    from scipy.stats import rankdata
-
-    a, b = rankdata(np.asarray(x, float)), rankdata(np.asarray(y, float))
-    a, b = a - a.mean(), b - b.mean()
-    den = float(np.sqrt((a @ a) * (b @ b)))
-    if den == 0 or a.size < 3:
-        return float("nan")
-    obs = abs(float(a @ b)) / den
-    rng = np.random.default_rng(seed)
-    perms = np.argsort(rng.random((n_perm, b.size)), axis=1)
-    null = np.abs(b[perms] @ a) / den
-    return float((1 + np.sum(null >= obs - 1e-12)) / (n_perm + 1))
-
-
 def rank_agreement(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, float]:
     """Spearman rho over the pairs between the P-vector |cos| (both readings) and each baseline, and CKA vs SVCCA,
     with permutation p-values of the two primary correlations."""
@@ -97,17 +82,15 @@ def run(ctx: ReproContext) -> ExperimentResult:
 
     names = ctx.cfg.names
     for name in names:
-        ctx.ensure_trained(name)
-    finals = {name: ctx.checkpoints(name)[-1]["label"] for name in names}
-    feats = {"trained": {n: ctx.features(n, finals[n]) for n in names},
-             "untrained": {n: ctx.features(n, "init") for n in names}}
+        ctx.runs.ensure_trained(name)
+    finals = {name: ctx.runs.final_label(name) for name in names}
+    feats = {"trained": {n: ctx.stats.features(n, finals[n]) for n in names},
+             "untrained": {n: ctx.stats.features(n, "init") for n in names}}
     pv = {}
     for n in names:
-        layer = ctx.feature_layer(n)
         for set_, label in (("trained", finals[n]), ("untrained", "init")):
-            tri = ctx.triplets(n, label)
             for center in (False, True):
-                pv[(set_, n, center)] = tri[(layer, center)]["u"][:, 0]
+                pv[(set_, n, center)] = ctx.stats.pvector(n, label, center)
     rows: list[dict[str, Any]] = []
     for set_ in ("trained", "untrained"):
         rows += pair_table(feats[set_], {(n, c): pv[(set_, n, c)] for n in names for c in (False, True)}, set_)
@@ -124,7 +107,7 @@ def run(ctx: ReproContext) -> ExperimentResult:
     return ExperimentResult(
         name=NAME, title=TITLE, paper="Kornblith et al. 2019; Raghu et al. 2017; Liu et al. 2022",
         summary=(f"Linear CKA, SVCCA (99 % variance) and the P-vector angle (uncentered and centered) between the "
-                 f"feature layers of {len(names)} final models ({len(trained)} pairs) on {len(ctx.probe)} probe "
+                 f"feature layers of {len(names)} final models ({len(trained)} pairs) on {len(ctx.data.probe)} probe "
                  f"images; the same for the untrained models, and each model against its own initialisation."),
         claims=claims,
         tables={"pairs": rows, "own_init": own,
@@ -158,11 +141,8 @@ def _claims(agree: dict[str, float], agree_u: dict[str, float], trained: list[di
               f"({N_PERM} seeded permutations, two-sided). ")
     return [
         Claim("c1", quote=quote, source=src,
-              rule=(f"Spearman rank correlation over the {n} pairs of trained models between |cos| of the uncentered "
-                    f"P-vector angle and linear CKA: reproduced (the measures agree on which pairs are most alike) "
-                    f"if rho > {AGREE_RHO:g} with a two-sided permutation p-value < {AGREE_P:g}, partly if otherwise "
-                    f"rho > 0, else not reproduced [rho = {agree['rho_pv_cka']:.2f}, p = {agree['p_pv_cka']:.3f}]"),
-              verdict=agreement_verdict(agree["rho_pv_cka"], agree["p_pv_cka"]),
+              rule=agreement_rule("linear CKA", n, "rho_pv_cka", "p_pv_cka"),
+
               measured=[Measured("rho_pv_cka", "Spearman rho: uncentered P-vector |cos| vs linear CKA",
                                  agree["rho_pv_cka"]),
                         Measured("rho_pvc_cka", "Spearman rho: centered P-vector |cos| vs linear CKA",
@@ -174,11 +154,8 @@ def _claims(agree: dict[str, float], agree_u: dict[str, float], trained: list[di
               note=note_n + ("CKA centers the features; the uncentered P-vector does not, so the centered P-vector "
                              "is the like-for-like reading (its rho is reported beside).")),
         Claim("c2", quote=quote, source=src,
-              rule=(f"Spearman rank correlation over the {n} pairs of trained models between |cos| of the uncentered "
-                    f"P-vector angle and SVCCA (99 % variance): reproduced if rho > {AGREE_RHO:g} with a two-sided "
-                    f"permutation p-value < {AGREE_P:g}, partly if otherwise rho > 0, else not reproduced "
-                    f"[rho = {agree['rho_pv_svcca']:.2f}, p = {agree['p_pv_svcca']:.3f}]"),
-              verdict=agreement_verdict(agree["rho_pv_svcca"], agree["p_pv_svcca"]),
+              rule=agreement_rule("SVCCA (99 % variance)", n, "rho_pv_svcca", "p_pv_svcca"),
+
               measured=[Measured("rho_pv_svcca", "Spearman rho: uncentered P-vector |cos| vs SVCCA",
                                  agree["rho_pv_svcca"]),
                         Measured("rho_pvc_svcca", "Spearman rho: centered P-vector |cos| vs SVCCA",
@@ -188,3 +165,7 @@ def _claims(agree: dict[str, float], agree_u: dict[str, float], trained: list[di
                         Measured("mean_svcca_trained", "mean SVCCA between trained models", _mean(trained, "svcca"))],
               note=note_n.strip()),
     ]
+
+
+EXPERIMENT = Experiment(NAME, TITLE, "Kornblith et al. 2019; Raghu et al. 2017; Liu et al. 2022", run,
+                        figures="deepspan.report.fig_baselines", claims=("c1", "c2"))

@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from deepspan import angle, top_singular
+from deepspan.experiments.base import Experiment
 from deepspan.experiments.context import ReproContext
 from deepspan.experiments.pvector_demo import random_relu_features
-from deepspan.experiments.results import Claim, ExperimentResult, Measured, verdict_from
-from deepspan.linalg import angle, top_singular
+from deepspan.results import Check, Claim, Condition, ExperimentResult, Measured, Rule
 
 NAME = "common_subspace"
 TITLE = "Common principal subspace across models, against untrained and random baselines"
@@ -95,15 +96,16 @@ def reading_checks(trained: list[float], untrained: list[float], random: list[fl
     checks = {"cosine": mean_cos >= COS_MIN, "below_untrained": mt <= BELOW_FRACTION * mu,
               "below_random": mt <= BELOW_FRACTION * mr}
     passed = int(sum(checks.values()))
+    verdict = "reproduced" if passed == len(checks) else "partly" if passed else "not reproduced"
     return {"mean_cos": mean_cos, "mean_trained": mt, "mean_untrained": mu, "mean_random": mr,
-            "checks": checks, "passed": passed, "verdict": verdict_from(passed, len(checks))}
+            "checks": checks, "passed": passed, "verdict": verdict}
 
 
 def run(ctx: ReproContext) -> ExperimentResult:
     names = ctx.cfg.names
     for name in names:
-        ctx.ensure_trained(name)
-    X = ctx.probe.X.reshape(len(ctx.probe), -1).astype(np.float64)
+        ctx.runs.ensure_trained(name)
+    X = ctx.data.probe.X.reshape(len(ctx.data.probe), -1).astype(np.float64)
     maps = random_maps(X, tuple(ctx.cfg.random_widths), ctx.cfg.seed)
     rows: list[dict[str, Any]] = []
     to_data: list[dict[str, Any]] = []
@@ -111,13 +113,11 @@ def run(ctx: ReproContext) -> ExperimentResult:
     for center in (False, True):
         vecs: dict[str, dict[str, np.ndarray]] = {s: {} for s in SETS}
         for name in names:
-            layer = ctx.feature_layer(name)
-            final = ctx.checkpoints(name)[-1]["label"]
-            vecs["trained"][name] = ctx.triplets(name, final)[(layer, center)]["u"][:, 0]
-            vecs["untrained"][name] = ctx.triplets(name, "init")[(layer, center)]["u"][:, 0]
+            vecs["trained"][name] = ctx.stats.pvector(name, ctx.runs.final_label(name), center)
+            vecs["untrained"][name] = ctx.stats.pvector(name, "init", center)
         for label, F in maps.items():
             vecs["random"][label] = top_singular(F, 1, center=center).U[:, 0]
-        data_u = ctx.data_u(center)[:, 0]
+        data_u = ctx.stats.data_pvector(center)
         angles: dict[str, list[float]] = {}
         for s in SETS:
             pairs = pairwise_angles(vecs[s])
@@ -127,7 +127,7 @@ def run(ctx: ReproContext) -> ExperimentResult:
             to_data += [{"set": s, "centered": center, "model": m, "angle_to_data": angle(u, data_u)}
                         for m, u in vecs[s].items()]
         per_reading[center] = reading_checks(angles["trained"], angles["untrained"], angles["random"])
-    null = null_angles(len(ctx.probe), N_NULL_PAIRS, ctx.cfg.seed)
+    null = null_angles(len(ctx.data.probe), N_NULL_PAIRS, ctx.cfg.seed)
     summary_rows = []
     for center in (False, True):
         for s in SETS:
@@ -138,14 +138,14 @@ def run(ctx: ReproContext) -> ExperimentResult:
     summary_rows.append({"set": "random unit vectors", "centered": None, "pairs": N_NULL_PAIRS,
                          "mean_angle": float(null.mean()), "min_angle": float(null.min()),
                          "max_angle": float(null.max()), "mean_cosine": float(np.mean(np.cos(np.radians(null))))})
-    claims = _claims(per_reading, null, len(ctx.probe), names, list(maps))
+    claims = _claims(per_reading, null, len(ctx.data.probe), names, list(maps))
     return ExperimentResult(
         name=NAME, title=TITLE, paper="Liu et al. 2022",
         summary=(f"Pairwise P-vector angles of the feature layers of {len(names)} models ({', '.join(names)}) on "
-                 f"{len(ctx.probe)} probe images: trained (final checkpoints), untrained (init checkpoints) and "
+                 f"{len(ctx.data.probe)} probe images: trained (final checkpoints), untrained (init checkpoints) and "
                  f"{len(maps)} seeded random-feature maps of the pixels (ReLU and Gaussian, widths "
                  f"{', '.join(str(w) for w in ctx.cfg.random_widths)}); each uncentered and column-centered. "
-                 f"Independent random unit vectors in R^{len(ctx.probe)} meet at {null.mean():.1f} deg on average."),
+                 f"Independent random unit vectors in R^{len(ctx.data.probe)} meet at {null.mean():.1f} deg on average."),
         claims=claims, tables={"angles": rows, "summary": summary_rows, "to_data": to_data},
         provenance=ctx.provenance(random_maps=list(maps), null_pairs=N_NULL_PAIRS))
 
@@ -166,7 +166,6 @@ def _claims(per: dict[bool, dict[str, Any]], null: np.ndarray, n: int, names: li
     for center in (False, True):
         p = per[center]
         tag = "cen" if center else "unc"
-        ck = p["checks"]
         measured = [
             Measured(f"{tag}_trained_mean_cos", f"{reading[center]}: mean |cos| over trained pairs", p["mean_cos"]),
             Measured(f"{tag}_trained_mean", f"{reading[center]}: mean angle, trained models", p["mean_trained"], "deg"),
@@ -188,13 +187,18 @@ def _claims(per: dict[bool, dict[str, Any]], null: np.ndarray, n: int, names: li
         claims.append(Claim(
             f"c_{reading[center]}", quote=quote,
             source=f"Liu et al. 2022, Abstract; Sec. 4 (read with {reading[center]} features)",
-            rule=(f"{reading[center]} features, {len(names)} models ({len(names) * (len(names) - 1) // 2} pairs): "
-                  f"(a) mean |cos| of the trained models' pairwise P-vector angles >= {COS_MIN:g} "
-                  f"[{p['mean_cos']:.3f}: {'pass' if ck['cosine'] else 'fail'}]; (b) mean trained angle <= "
-                  f"{BELOW_FRACTION:g} x mean untrained-model angle [{p['mean_trained']:.1f} vs "
-                  f"{BELOW_FRACTION:g} x {p['mean_untrained']:.1f}: {'pass' if ck['below_untrained'] else 'fail'}]; "
-                  f"(c) mean trained angle <= {BELOW_FRACTION:g} x mean random-map angle [{p['mean_trained']:.1f} vs "
-                  f"{BELOW_FRACTION:g} x {p['mean_random']:.1f}: {'pass' if ck['below_random'] else 'fail'}]; "
-                  f"reproduced if all 3 pass, partly if 1-2 pass ({p['passed']}/3 passed)"),
-            verdict=p["verdict"], measured=measured, note=note))
+            rule=Rule(f"{reading[center]} features, {len(names)} models ({len(names) * (len(names) - 1) // 2} pairs): "
+                      f"(a) the mean |cos| of the trained models' pairwise P-vector angles is at least {COS_MIN:g}; "
+                      f"(b) the mean trained angle is at most {BELOW_FRACTION:g} x the mean untrained-model angle; "
+                      f"(c) the mean trained angle is at most {BELOW_FRACTION:g} x the mean random-map angle",
+                      (Check("(a) cosine", (Condition(f"{tag}_trained_mean_cos", ">=", COS_MIN),)),
+                       Check("(b) below untrained", (Condition(f"{tag}_trained_mean", "<=", f"{tag}_untrained_mean",
+                                                               BELOW_FRACTION),)),
+                       Check("(c) below random", (Condition(f"{tag}_trained_mean", "<=", f"{tag}_random_mean",
+                                                            BELOW_FRACTION),)))),
+            measured=measured, note=note))
     return claims
+
+
+EXPERIMENT = Experiment(NAME, TITLE, "Liu et al. 2022", run, figures="deepspan.report.fig_common_subspace",
+                        claims=("c_uncentered", "c_centered"))

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from deepspan.experiments.base import Experiment
 from deepspan.experiments.context import ReproContext
-from deepspan.experiments.results import Claim, ExperimentResult, Measured, verdict_from
-from deepspan.linalg import angle
+from deepspan.results import Check, Claim, Condition, ExperimentResult, Measured, Rule
 
 NAME = "convergence"
 TITLE = "P-vector convergence during training"
@@ -47,39 +47,38 @@ def position(rec: dict[str, Any], steps_per_epoch: int) -> float:
 def run(ctx: ReproContext) -> ExperimentResult:
     names = ctx.cfg.names
     for name in names:
-        ctx.ensure_trained(name)
+        ctx.runs.ensure_trained(name)
     rows: list[dict[str, Any]] = []
-    finals: dict[tuple[str, bool], np.ndarray] = {}
-    records = {name: ctx.checkpoints(name) for name in names}
+    records = {name: ctx.runs.checkpoints(name) for name in names}
+    finals = {(name, c): ctx.stats.pvector(name, records[name][-1]["label"], c) for name in names for c in (False, True)}
     for name in names:
-        final = records[name][-1]["label"]
-        layer = ctx.feature_layer(name)
-        tri = ctx.triplets(name, final)
+        tracker = ctx.stats.tracker(name)
+        layer = ctx.runs.feature_layer(name)
+        spe = int(ctx.runs.manifest(name)["steps_per_epoch"])
         for center in (False, True):
-            finals[(name, center)] = tri[(layer, center)]["u"][:, 0]
-    for name in names:
-        layer = ctx.feature_layer(name)
-        spe = int(ctx.manifest(name)["steps_per_epoch"])
-        for rec in records[name]:
-            tri = ctx.triplets(name, rec["label"])
-            acc = rec.get("test_accuracy", rec.get("probe_accuracy"))
-            for center in (False, True):
-                u = tri[(layer, center)]["u"][:, 0]
-                base = {"model": name, "checkpoint": rec["label"], "epoch": rec["epoch"],
-                        "iteration": rec["iteration"], "position": position(rec, spe), "centered": center,
-                        "accuracy": acc, "loss": rec.get("loss")}
-                rows.append({**base, "target": "own final", "angle": angle(u, finals[(name, center)])})
-                rows.append({**base, "target": "data", "angle": angle(u, ctx.data_u(center)[:, 0])})
-                for other in names:
-                    if other != name:
-                        rows.append({**base, "target": f"final {other}", "angle": angle(u, finals[(other, center)])})
+            own = dict(zip(tracker.order, tracker.series("angle_to_final", layer, center)))
+            data = dict(zip(tracker.order, tracker.series("angle_to_data", layer, center)))
+            others = {o: dict(tracker.angles_to(finals[(o, center)], layer, center)) for o in names if o != name}
+            for rec in records[name]:
+                label = rec["label"]
+                acc = rec.get("test_accuracy", rec.get("probe_accuracy"))
+                base = {"model": name, "checkpoint": label, "epoch": rec["epoch"], "iteration": rec["iteration"],
+                        "position": position(rec, spe), "centered": center, "accuracy": acc, "loss": rec.get("loss")}
+                rows.append({**base, "target": "own final", "angle": own[label]})
+                rows.append({**base, "target": "data", "angle": data[label]})
+                rows += [{**base, "target": f"final {o}", "angle": a[label]} for o, a in others.items()]
+    rows.sort(key=lambda r: (names.index(r["model"]), _order(records[r["model"]], r["checkpoint"]), r["centered"]))
     claims = _claims(rows, records, names)
     return ExperimentResult(
         name=NAME, title=TITLE, paper="Liu et al. 2022",
         summary=(f"{len(names)} models ({', '.join(names)}) trained for {ctx.cfg.epochs} epochs on "
-                 f"{len(ctx.train)} {ctx.cfg.dataset} images; P-vectors of each feature layer on a probe of "
-                 f"{len(ctx.probe)} test images at {sum(len(r) for r in records.values())} checkpoints."),
+                 f"{len(ctx.data.train)} {ctx.cfg.dataset} images; P-vectors of each feature layer on a probe of "
+                 f"{len(ctx.data.probe)} test images at {sum(len(r) for r in records.values())} checkpoints."),
         claims=claims, tables={"angles": rows}, provenance=ctx.provenance())
+
+
+def _order(records: list[dict[str, Any]], label: str) -> int:
+    return [r["label"] for r in records].index(label)
 
 
 def _series(rows: list[dict[str, Any]], model: str, target: str, center: bool = False) -> list[dict[str, Any]]:
@@ -90,19 +89,20 @@ def _c1(rows: list[dict[str, Any]], names: list[str], center: bool) -> Claim | N
     """Claim c1 under one reading (uncentered: the paper's plain SVD; centered: column-centered)."""
     pre = "centered_" if center else ""
     m: list[Measured] = []
-    passed = 0
+    checks: list[Check] = []
     for name in names:
         s = _series(rows, name, "own final", center)
         if not s:
             return None
         init = s[0]["angle"]
         before_end = s[-2]["angle"] if len(s) >= 2 else float("nan")
-        passed += init >= INIT_MIN_DEG and before_end <= CONVERGED_FRACTION * init
         m += [Measured(f"{pre}{name}_init", f"{name}: angle to own final at initialisation"
                        + (" (centered)" if center else ""), init, "deg"),
               Measured(f"{pre}{name}_before_end", f"{name}: angle at the last checkpoint before the final one"
                        + (" (centered)" if center else ""), before_end, "deg")]
-    n = len(names)
+        checks.append(Check(name, (Condition(f"{pre}{name}_init", ">=", INIT_MIN_DEG),
+                                   Condition(f"{pre}{name}_before_end", "<=", f"{pre}{name}_init",
+                                             CONVERGED_FRACTION))))
     reading = "centered" if center else "uncentered"
     return Claim(
         "c1_centered" if center else "c1",
@@ -110,10 +110,10 @@ def _c1(rows: list[dict[str, Any]], names: list[str], center: bool) -> Claim | N
                "(70°–80° usually) to the small one, which coincides the progress of feature space "
                "learning from scratch to convergence"),
         source=f"Liu et al. 2022, Abstract; Sec. 4.2, Figs. 3-4 (read with {reading} features)",
-        rule=(f"{reading} features, per model: the initial angle to its own final P-vector is >= {INIT_MIN_DEG:g} deg "
-              f"and the angle one checkpoint before the end is <= {CONVERGED_FRACTION:g} x the initial angle; "
-              f"reproduced if every model passes, partly if some do ({passed}/{n} passed)"),
-        verdict=verdict_from(passed, n), measured=m,
+        rule=Rule(f"{reading} features, per model: the initial angle to its own final P-vector is >= "
+                  f"{INIT_MIN_DEG:g} deg and the angle one checkpoint before the end is <= {CONVERGED_FRACTION:g} x "
+                  f"the initial angle", tuple(checks)),
+        measured=m,
         note=("The paper does not say whether features are centered; both readings are judged. Uncentered "
               "P-vectors of non-negative (ReLU) features lie near the mean direction, so their angles start small."))
 
@@ -121,40 +121,42 @@ def _c1(rows: list[dict[str, Any]], names: list[str], center: bool) -> Claim | N
 def _claims(rows: list[dict[str, Any]], records: dict[str, list[dict]], names: list[str]) -> list[Claim]:
     m2: list[Measured] = []
     m3: list[Measured] = []
-    mono = rise = 0
-    has_within = 0
+    c2: list[Check] = []
+    c3: list[Check] = []
     for name in names:
         s = _series(rows, name, "own final")
         init = s[0]["angle"]
         epochs = [r for r in s if r["checkpoint"].startswith("e") and not r["checkpoint"].startswith("e0-")]
         breaks = sum(1 for a, b in zip(epochs, epochs[1:]) if b["angle"] > a["angle"] + MONO_TOL_DEG)
-        mono += breaks <= MONO_MAX_BREAKS
         m2.append(Measured(f"{name}_breaks", f"{name}: epoch-to-epoch rises > {MONO_TOL_DEG:g} deg", breaks))
+        c2.append(Check(name, (Condition(f"{name}_breaks", "<=", MONO_MAX_BREAKS),)))
         within = [r for r in s if r["checkpoint"].startswith("e0-")]
         e1 = [r for r in s if r["checkpoint"] == "e1"]
         if within and e1:
-            has_within += 1
             peak = max(r["angle"] for r in within)
-            rose = peak > init + RISE_TOL_DEG and e1[0]["angle"] < peak
-            rise += rose
             m3 += [Measured(f"{name}_peak_epoch1", f"{name}: largest angle inside epoch 1", peak, "deg"),
-                   Measured(f"{name}_rise", f"{name}: peak minus initial angle", peak - init, "deg")]
-    n = len(names)
+                   Measured(f"{name}_rise", f"{name}: peak minus initial angle", peak - init, "deg"),
+                   Measured(f"{name}_e1", f"{name}: angle at the end of epoch 1", e1[0]["angle"], "deg")]
+            c3.append(Check(name, (Condition(f"{name}_rise", ">", RISE_TOL_DEG),
+                                   Condition(f"{name}_e1", "<", f"{name}_peak_epoch1"))))
     claims = [c for c in (_c1(rows, names, False), _c1(rows, names, True)) if c is not None]
     claims.append(
         Claim("c2", quote="a quasi-monotonic converging trend from nearly orthogonal to smaller angles (e.g., 10°)",
               source="Liu et al., ICLR 2021 submission, Abstract; Sec. 4",
-              rule=(f"uncentered, per model: over the end-of-epoch checkpoints the angle to the final P-vector rises "
-                    f"by more than {MONO_TOL_DEG:g} deg at most {MONO_MAX_BREAKS} time(s); reproduced if every "
-                    f"model passes ({mono}/{n} passed)"),
-              verdict=verdict_from(mono, n), measured=m2))
-    if has_within:
+              rule=Rule(f"uncentered, per model: over the end-of-epoch checkpoints the angle to the final P-vector "
+                        f"rises by more than {MONO_TOL_DEG:g} deg at most {MONO_MAX_BREAKS} time(s)", tuple(c2)),
+              measured=m2))
+    if c3:
         claims.append(Claim(
             "c3", quote=("inside the first epoch the angle first rises and then falls (the curves start with a "
                          "rise-then-fall before the quasi-monotonic decrease)"),
-            source="Liu et al. 2022, Sec. 4.2, the iteration-level curves of the first epoch (paraphrase, as summarised in issue 8)",
-            rule=(f"uncentered, per model: the largest angle among the checkpoints inside epoch 1 exceeds the initial "
-                  f"angle by more than {RISE_TOL_DEG:g} deg and the end-of-epoch-1 angle is below that peak; "
-                  f"reproduced if every model shows it ({rise}/{has_within} did)"),
-            verdict=verdict_from(rise, has_within), measured=m3))
+            source="Liu et al. 2022, Sec. 4.2, the iteration-level curves of the first epoch (paraphrase)",
+            rule=Rule(f"uncentered, per model: the largest angle among the checkpoints inside epoch 1 exceeds the "
+                      f"initial angle by more than {RISE_TOL_DEG:g} deg and the end-of-epoch-1 angle is below that "
+                      f"peak", tuple(c3)),
+            measured=m3))
     return claims
+
+
+EXPERIMENT = Experiment(NAME, TITLE, "Liu et al. 2022", run, figures="deepspan.report.fig_convergence",
+                        claims=("c1", "c1_centered", "c2", "c3"))

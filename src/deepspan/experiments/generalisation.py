@@ -12,14 +12,14 @@ The population
 MLPs (widths ``(w, w // 2)``, SGD) over ``cfg.population_widths`` x ``cfg.population_lrs`` x
 ``cfg.population_noise``, each trained for ``cfg.population_epochs`` epochs on the first
 ``cfg.population_n_train`` training images with a fraction ``noise`` of labels replaced by uniform
-random ones (:meth:`ReproContext.noisy_train`, seeded with ``cfg.seed``). Every end-of-epoch
+random ones (:meth:`DataSplits.noisy_train`, seeded with ``cfg.seed``). Every end-of-epoch
 checkpoint ``e1 .. eK`` of every run is one member, so width, learning rate, label noise and
 training length all vary. Per member:
 
 * ``angle``: arccos |<u_model, u_data>| in degrees between the P-vector of the feature layer
   (the last ReLU) on the probe and the data P-vector of the probe images (uncentered, Liu et al.'s
   plain SVD; this is the primary measure), and ``angle_centered`` with column-centered features;
-* ``test_accuracy``: the manifest's accuracy on ``ctx.test`` (clean labels); ``train_accuracy`` is
+* ``test_accuracy``: the manifest's accuracy on ``ctx.data.test`` (clean labels); ``train_accuracy`` is
   on (the first 1,000 of) the training labels the model saw, i.e. the noisy ones;
 * ``gap`` / ``gap_centered``: sigma_2 / sigma_1 of the feature matrix (near 1, the P-vector and its
   angle are ill-determined); ``noise_realised``: the fraction of labels that actually changed.
@@ -51,17 +51,18 @@ from typing import Any
 import numpy as np
 
 from deepspan._io import atomic_write_bytes
+from deepspan import angle
+from deepspan.experiments.base import Experiment
 from deepspan.experiments.config import ModelSpec
 from deepspan.experiments.context import ReproContext
-from deepspan.experiments.results import Claim, ExperimentResult, Measured
-from deepspan.linalg import angle
+from deepspan.experiments.statistics import CI_LEVEL, bootstrap_spearman, kendall, percentile_ci, spearman
+from deepspan.results import Check, Claim, Condition, ExperimentResult, Measured, Rule
 
 NAME = "generalisation"
 TITLE = "Model-data P-vector angle and generalisation"
 
 # rules (stated in the claims and the report)
 PAPER_SIGN = -1          # smaller model-data angle <-> higher test accuracy: rho(angle, accuracy) < 0
-CI_LEVEL = 0.95          # percentile bootstrap interval
 BOOTSTRAP_FILE = f"{NAME}__bootstrap.npz"
 # populations the statistics are computed over -> key prefix of their bootstrap arrays
 SUBSET_KEYS = {"all": "all", "noise=0": "noise0", "final epoch": "final"}
@@ -102,78 +103,14 @@ def train_member(ctx: ReproContext, width: int, lr: float, noise: float, data: A
 
     cfg = ctx.cfg
     if data is None:
-        data = ctx.noisy_train(cfg.population_n_train, noise, cfg.seed)
+        data = ctx.data.noisy_train(cfg.population_n_train, noise, cfg.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return ctx.ensure_trained(run_name(width, lr, noise), member_spec(width, lr), data=data,
+        return ctx.runs.ensure_trained(run_name(width, lr, noise), member_spec(width, lr), data=data,
                                   epochs=cfg.population_epochs, iterations=())
 
 
 # ----------------------------------------------------------------------------- statistics
-
-def _ranks(a: np.ndarray) -> np.ndarray:
-    """Ranks along the last axis, ties averaged (vectorised over leading axes)."""
-    from scipy.stats import rankdata
-
-    return rankdata(a, axis=-1)
-
-
-def rank_pearson(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
-    """Pearson correlation along the last axis (NaN where either row is constant)."""
-    ra = ra - ra.mean(axis=-1, keepdims=True)
-    rb = rb - rb.mean(axis=-1, keepdims=True)
-    num = (ra * rb).sum(axis=-1)
-    den = np.sqrt((ra * ra).sum(axis=-1) * (rb * rb).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = num / den
-    return np.where(den > 0, r, np.nan)
-
-
-def spearman(x: Any, y: Any) -> float:
-    """Spearman's rho: the Pearson correlation of the (tie-averaged) ranks."""
-    from scipy.stats import spearmanr
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
-
-
-def bootstrap_spearman(x: Any, y: Any, n_boot: int, seed: int) -> np.ndarray:
-    """Spearman's rho of ``n_boot`` resamples of the pairs (x_i, y_i) drawn with replacement.
-
-    One index matrix ``default_rng(seed).integers(0, n, (n_boot, n))``; ranks are taken within each
-    resample (ties, including repeated members, averaged). Degenerate resamples (a constant
-    column) give NaN.
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    n = len(x)
-    if n == 0 or n_boot < 1:
-        return np.full(max(n_boot, 0), np.nan)
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    return rank_pearson(_ranks(x[idx]), _ranks(y[idx]))
-
-
-def percentile_ci(boot: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
-    """The (1-level)/2 and (1+level)/2 percentiles of the finite bootstrap values."""
-    b = np.asarray(boot, float)
-    b = b[np.isfinite(b)]
-    if b.size == 0:
-        return float("nan"), float("nan")
-    lo, hi = np.percentile(b, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
-
-
-def kendall(x: Any, y: Any) -> tuple[float, float]:
-    """Kendall's tau-b and its two-sided p-value (``scipy.stats.kendalltau``)."""
-    from scipy.stats import kendalltau
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan"), float("nan")
-    r = kendalltau(x, y)
-    return float(r.statistic), float(r.pvalue)
-
 
 def verdict_for(rho: float, lo: float, hi: float, sign: int = PAPER_SIGN) -> str:
     """``reproduced`` if the CI [lo, hi] lies strictly on the ``sign`` side of 0; ``partly`` if only
@@ -207,28 +144,28 @@ def correlation_stats(x: Any, y: Any, n_boot: int, seed: int) -> tuple[dict[str,
 
 def run(ctx: ReproContext) -> ExperimentResult:
     cfg = ctx.cfg
-    data_u = {c: ctx.data_u(c)[:, 0] for c in (False, True)}
-    clean = ctx.noisy_train(cfg.population_n_train, 0.0, cfg.seed)
+    data_u = {c: ctx.stats.data_pvector(c) for c in (False, True)}
+    clean = ctx.data.noisy_train(cfg.population_n_train, 0.0, cfg.seed)
     rows: list[dict[str, Any]] = []
     for width in cfg.population_widths:
         for lr in cfg.population_lrs:
             for noise in cfg.population_noise:
                 name = run_name(width, lr, noise)
                 spec = member_spec(width, lr)
-                data = ctx.noisy_train(cfg.population_n_train, noise, cfg.seed)
+                data = ctx.data.noisy_train(cfg.population_n_train, noise, cfg.seed)
                 realised = float(np.mean(data.y != clean.y))
                 man = train_member(ctx, width, lr, noise, data)
-                layer = ctx.feature_layer(name, spec)
                 for rec in man["checkpoints"]:
                     if not is_epoch_label(rec["label"]):
                         continue
-                    tri = ctx.triplets(name, rec["label"], spec)
-                    s_u, s_c = tri[(layer, False)]["s"], tri[(layer, True)]["s"]
+                    label = rec["label"]
+                    s_u = ctx.stats.singular_values(name, label, False)
+                    s_c = ctx.stats.singular_values(name, label, True)
                     rows.append({
                         "run": name, "width": int(width), "lr": float(lr), "noise": float(noise),
                         "noise_realised": realised, "epoch": int(rec["epoch"]), "checkpoint": rec["label"],
-                        "angle": angle(tri[(layer, False)]["u"][:, 0], data_u[False]),
-                        "angle_centered": angle(tri[(layer, True)]["u"][:, 0], data_u[True]),
+                        "angle": angle(ctx.stats.pvector(name, label, False), data_u[False]),
+                        "angle_centered": angle(ctx.stats.pvector(name, label, True), data_u[True]),
                         "test_accuracy": rec.get("test_accuracy"), "train_accuracy": rec.get("train_accuracy"),
                         "loss": rec.get("loss"), "gap": _gap(s_u), "gap_centered": _gap(s_c)})
 
@@ -258,8 +195,8 @@ def run(ctx: ReproContext) -> ExperimentResult:
                  f"{', '.join(f'{lr:g}' for lr in cfg.population_lrs)} x label noise "
                  f"{', '.join(f'{n:g}' for n in cfg.population_noise)}) trained {cfg.population_epochs} epochs on "
                  f"{cfg.population_n_train} {cfg.dataset} images, one member per end-of-epoch checkpoint; "
-                 f"feature-layer P-vector vs data P-vector on a probe of {len(ctx.probe)} test images, against "
-                 f"clean-label test accuracy on {len(ctx.test)} images."),
+                 f"feature-layer P-vector vs data P-vector on a probe of {len(ctx.data.probe)} test images, against "
+                 f"clean-label test accuracy on {len(ctx.data.test)} images."),
         claims=claims, tables={"members": rows, "statistics": stats_rows},
         arrays={"bootstrap": BOOTSTRAP_FILE}, provenance=ctx.provenance())
 
@@ -279,13 +216,18 @@ def _measured(prefix: str, what: str, s: dict[str, Any]) -> list[Measured]:
     ]
 
 
-def _rule(s: dict[str, Any], n_boot: int, who: str) -> str:
-    return (f"Spearman rho over {who} between the uncentered model-data angle and clean-label test accuracy, with a "
-            f"percentile bootstrap {CI_LEVEL:.0%} CI ({n_boot} resamples of the members, "
-            f"{s['n_boot_valid']} non-degenerate); the paper's sign is negative (smaller angle, higher accuracy). "
-            f"Reproduced if the whole CI is below 0, partly if rho < 0 but the CI includes 0, not reproduced "
-            f"otherwise. Here rho = {s['spearman']:.3f}, CI [{s['ci_low']:.3f}, {s['ci_high']:.3f}] over "
-            f"{s['n']} members; Kendall tau = {s['kendall']:.3f} (reported, not deciding).")
+def _rule(s: dict[str, Any], n_boot: int, who: str, prefix: str) -> Rule:
+    return Rule(
+        f"Spearman rho over {who} ({s['n']} members) between the uncentered model-data angle and clean-label "
+        f"test accuracy, with a percentile bootstrap {CI_LEVEL:.0%} CI ({n_boot} resamples of the members, "
+        f"{s['n_boot_valid']} non-degenerate); the paper's sign is negative (smaller angle, higher accuracy): "
+        f"reproduced if the whole CI is below 0; the weaker check: rho < 0 although the CI includes 0. Kendall "
+        f"tau = {s['kendall']:.3f} is reported, not deciding",
+        (Check("CI below 0", (Condition(f"{prefix}_ci_high", "<", 0.0),
+                              Condition(f"{prefix}_ci_low", "<=", f"{prefix}_ci_high"),
+                              Condition(f"{prefix}_rho", "<", 0.0))),),
+        partial=(Check("rho below 0", (Condition(f"{prefix}_rho", "<", 0.0),
+                                       Condition(f"{prefix}_ci_low", "<=", f"{prefix}_ci_high"))),))
 
 
 def _caveat(s: dict[str, Any]) -> str:
@@ -317,7 +259,7 @@ def _claims(stats_rows: list[dict[str, Any]], n_boot: int, gaps: dict[str, float
                "training dataset, and connect such angle with generalization performance"),
         source=("Liu et al. 2022, Abstract (case study on generalization); the direction of the relation "
                 "(smaller angle, better generalization) is a paraphrase"),
-        rule=_rule(a, n_boot, "all population members"), verdict=a["verdict"],
+        rule=_rule(a, n_boot, "all population members", "all"),
         measured=_measured("all", "all members", a) + [
             Measured("all_rho_centered", "all members: Spearman rho with centered angles", ac["spearman"]),
             Measured("all_ci_low_centered", "all members, centered: CI lower end", ac["ci_low"]),
@@ -332,9 +274,13 @@ def _claims(stats_rows: list[dict[str, Any]], n_boot: int, gaps: dict[str, float
                "performance"),
         source=("Liu et al., ICLR 2021 submission, Abstract; tested here on clean-label members only (noise = 0), "
                 "so label noise cannot drive the correlation (paraphrase of the same claim)"),
-        rule=_rule(z, n_boot, "the clean-label members (noise = 0)"), verdict=z["verdict"],
+        rule=_rule(z, n_boot, "the clean-label members (noise = 0)", "noise0"),
         measured=_measured("noise0", "noise = 0 members", z) + [
             Measured("noise0_rho_centered", "noise = 0 members: Spearman rho with centered angles", zc["spearman"])],
         note=_caveat(z) + direction_note + (f"Centered: rho = {zc['spearman']:.3f}, CI [{zc['ci_low']:.3f}, "
                                f"{zc['ci_high']:.3f}] (not deciding)."))
     return [c1, c2]
+
+
+EXPERIMENT = Experiment(NAME, TITLE, "Liu et al. 2022", run, figures="deepspan.report.fig_generalisation",
+                        claims=("c1", "c2"))

@@ -3,8 +3,8 @@
 Liu, Xiong, Wang, An, Wu, Dou, "Exploring the Common Principal Subspace of Deep Features in Neural
 Networks", Machine Learning 111 (2022), arXiv 2110.02863, and the ICLR 2021 submission "Empirical Studies
 on the Convergence of Feature Spaces in Deep Learning" (the case study connecting P-vectors to the data
-distribution). Issue 8 summarises the layer-wise finding as: the angle to the data P-vector rises
-through the layers early in training and falls late.
+distribution, Appendix A.5): the angle to the data P-vector rises through the layers early in training
+and falls late (paraphrase).
 
 For every zoo model and every epoch of ``cfg.layerwise_epochs`` that was trained (0 = the ``init``
 checkpoint, k = ``e<k>``), deepspan measures the angle between the P-vector of every block layer
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from deepspan.experiments.base import Experiment
 from deepspan.experiments.context import ReproContext
-from deepspan.experiments.results import Claim, ExperimentResult, Measured, verdict_from
-from deepspan.linalg import angle
+from deepspan.results import Check, Claim, Condition, ExperimentResult, Measured, Rule
 
 NAME = "layerwise"
 TITLE = "Layer-wise angle to the data P-vector over training"
@@ -56,30 +56,29 @@ def epoch_label(epoch: int) -> str:
 def run(ctx: ReproContext) -> ExperimentResult:
     names = ctx.cfg.names
     for name in names:
-        ctx.ensure_trained(name)
+        ctx.runs.ensure_trained(name)
     rows: list[dict[str, Any]] = []
     for name in names:
-        labels = {r["label"] for r in ctx.checkpoints(name)}
-        layers = ctx.layers(name)
-        feat = ctx.feature_layer(name)
+        labels = {r["label"] for r in ctx.runs.checkpoints(name)}
+        layers = ctx.runs.layers(name)
+        feat = ctx.runs.feature_layer(name)
+        tracker = ctx.stats.tracker(name)
         cut = layers.index(feat)
         for epoch in ctx.cfg.layerwise_epochs:
             label = epoch_label(epoch)
             if label not in labels:
                 continue  # not trained to this epoch at this scale
-            tri = ctx.triplets(name, label)
             for i, layer in enumerate(layers):
                 for center in (False, True):
-                    u = tri[(layer, center)]["u"][:, 0]
                     rows.append({"model": name, "epoch": epoch, "checkpoint": label, "layer": layer,
                                  "depth": i + 1, "in_path": i <= cut, "is_feature": layer == feat,
-                                 "centered": center, "angle": angle(u, ctx.data_u(center)[:, 0])})
+                                 "centered": center, "angle": tracker.values(label, layer, "angle_to_data", center)})
     trends = depth_trends(rows)
     claims = _claims(trends, names)
     epochs = sorted({r["epoch"] for r in rows})
     return ExperimentResult(
         name=NAME, title=TITLE, paper="Liu et al. 2022",
-        summary=(f"Angle between each block layer's P-vector and the data P-vector of {len(ctx.probe)} probe "
+        summary=(f"Angle between each block layer's P-vector and the data P-vector of {len(ctx.data.probe)} probe "
                  f"images, for {len(names)} models at epochs {', '.join(str(e) for e in epochs)} "
                  f"(0 = initialisation); depth trend = Spearman correlation of depth and angle over the layers "
                  f"from the input to the feature layer."),
@@ -130,16 +129,6 @@ def judge(trends: list[dict[str, Any]], names: list[str], early: int = EARLY_EPO
     return res
 
 
-def fall_verdict(strict: int, weak: int, n: int) -> str:
-    """Reproduced if every model's depth trend is negative at the last epoch (``strict`` == ``n``); partly if
-    at least one model passes the weak or the strict check; else not reproduced."""
-    if n <= 0:
-        return verdict_from(0, 1)
-    if strict == n:
-        return "reproduced"
-    return "partly" if weak > 0 or strict > 0 else "not reproduced"
-
-
 def _claims(trends: list[dict[str, Any]], names: list[str]) -> list[Claim]:
     j = judge(trends, names)
     jc = judge(trends, names, center=True)
@@ -156,34 +145,38 @@ def _claims(trends: list[dict[str, Any]], names: list[str]) -> list[Claim]:
                Measured(f"{name}_deepest_change",
                         f"{name}: feature-layer angle, epoch {d['last_epoch']} minus epoch {EARLY_EPOCH}",
                         d["deepest_last"] - d["deepest_early"], "deg")]
+    rise = tuple(Check(name, (Condition(f"{name}_rho_e{EARLY_EPOCH}", ">", 0.0),)) for name in j["models"])
+    strict = tuple(Check(name, (Condition(f"{name}_rho_last", "<", 0.0),)) for name in j["models"])
+    weak = tuple(Check(name, (Condition(f"{name}_rho_last", "<", f"{name}_rho_e{EARLY_EPOCH}"),
+                              Condition(f"{name}_deepest_change", "<", 0.0)), mode="any") for name in j["models"])
     if n == 0:
         rule_note = "no model has two or more layers on its input-to-feature path and a later epoch"
-        v1 = v2 = "not reproduced"
+        m1.append(Measured("n_models", "models with two or more in-path layers and a later epoch", 0))
+        rise = strict = (Check("models judged", (Condition("n_models", ">=", 1),)),)
     else:
         rule_note = ""
-        v1 = verdict_from(j["rise"], n)
-        v2 = fall_verdict(j["fall_strict"], j["fall_weak"], n)
     cen = (f"Centered features: {jc['rise']}/{jc['n']} models rise at epoch {EARLY_EPOCH}, "
            f"{jc['fall_strict']}/{jc['n']} fall through the layers at the last epoch.")
     return [
         Claim("c1", quote=("early in training, the angle between a layer's P-vector and the data P-vector rises "
                            "through the layers (paraphrase)"),
-              source="Liu et al. 2022 / ICLR 2021 submission, the P-vector-to-data case study (paraphrase, as "
-                     "summarised in issue 8: \"rises through the layers early in training\")",
-              rule=(f"per model, uncentered: the Spearman correlation between layer depth (input to feature layer) "
-                    f"and the angle to the data P-vector after epoch {EARLY_EPOCH} is > 0; reproduced if every "
-                    f"model passes, partly if some do ({j['rise']}/{n} passed)"),
-              verdict=v1, measured=m1, note=(rule_note + " " + cen).strip()),
+              source="Liu et al. 2022, Appendix A.5 (ResNet-18 on CIFAR-10, per residual block; paraphrase)",
+              rule=Rule(f"per model, uncentered: the Spearman correlation between layer depth (input to feature "
+                        f"layer) and the angle to the data P-vector after epoch {EARLY_EPOCH} is > 0", rise),
+              measured=m1, note=(rule_note + " " + cen).strip()),
         Claim("c2", quote=("late in training, the angle to the data P-vector falls through the layers (paraphrase)"),
-              source="Liu et al. 2022 / ICLR 2021 submission, the P-vector-to-data case study (paraphrase, as "
-                     "summarised in issue 8: \"falls late\")",
-              rule=(f"per model, uncentered, at the last trained epoch of the layer-wise schedule: strict = "
-                    f"Spearman(depth, angle) < 0; weak = that correlation is below its epoch-{EARLY_EPOCH} value, or "
-                    f"the feature-layer angle is below its epoch-{EARLY_EPOCH} value; "
-                    f"reproduced if every model passes strict ({j['fall_strict']}/{n}), partly if at least one "
-                    f"passes weak or strict ({j['fall_weak']}/{n} weak), else not reproduced"),
-              verdict=v2, measured=m2,
+              source="Liu et al. 2022, Appendix A.5 (ResNet-18 on CIFAR-10, per residual block; paraphrase)",
+              rule=Rule(f"per model, uncentered, at the last trained epoch of the layer-wise schedule: "
+                        f"Spearman(depth, angle) < 0 (strict); the weaker check: that correlation is below its "
+                        f"epoch-{EARLY_EPOCH} value, or the feature-layer angle is below its epoch-{EARLY_EPOCH} value",
+                        strict, partial=weak if n else ()),
+              measured=m2, context={"n_models": 0} if n == 0 else
+              {f"{name}_rho_e{EARLY_EPOCH}": d["rho_early"] for name, d in j["models"].items()},
               note=(rule_note + " The 'falls late' wording is read as the angle falling through the layers late "
                     "in training; the feature-layer angle change between the early and the last epoch is "
                     "reported beside it. " + cen).strip()),
     ]
+
+
+EXPERIMENT = Experiment(NAME, TITLE, "Liu et al. 2022", run, figures="deepspan.report.fig_layerwise",
+                        claims=("c1", "c2"))

@@ -17,7 +17,7 @@ import numpy as np
 
 from deepspan import __version__
 from deepspan.data import load_digits
-from deepspan.linalg import angle
+from deepspan import angle
 from deepspan.measures import PVector, data_pvector, pvector
 
 __all__ = ["random_relu_features", "PVectorDemoResult", "run_pvector_demo"]

@@ -1,47 +1,29 @@
-"""``deepspan reproduce``: run the papers' experiments, save results, then write figures and the report.
+"""``deepspan reproduce``: run the registered experiments, save results, then write figures and the report.
 
-Each experiment is a module of :mod:`deepspan.experiments` with ``NAME``, ``TITLE`` and
-``run(ctx) -> ExperimentResult``. A finished experiment's ``results/<name>.json`` carries the config
-fingerprint; re-running the same command skips it (and training resumes inside the trainer), so an
-interrupted reproduction continues where it stopped. ``only`` restricts the run to some experiments.
+The experiments come from :data:`deepspan.experiments.EXPERIMENTS` in registry order. A finished
+experiment's ``results/<name>.json`` carries the config fingerprint; re-running the same command
+skips it (and training resumes inside the trainer), so an interrupted reproduction continues where
+it stopped. ``only`` restricts the run to some experiments.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from deepspan.errors import InputError
 from deepspan.experiments.config import ReproduceConfig, config_for
 from deepspan.experiments.context import ReproContext, one_blas_thread
-from deepspan.experiments.results import ExperimentResult, load_result, result_path, save_result
+from deepspan.experiments.registry import EXPERIMENTS, get
+from deepspan.results import ExperimentResult, load_result, result_path, save_result
 
-__all__ = ["EXPERIMENTS", "reproduce", "experiment_module", "is_done"]
-
-# experiment name -> module (in the order they run and appear in the report)
-EXPERIMENTS: dict[str, str] = {
-    "convergence": "deepspan.experiments.convergence",
-    "common_subspace": "deepspan.experiments.common_subspace",
-    "layerwise": "deepspan.experiments.layerwise",
-    "beyond_top": "deepspan.experiments.beyond_top",
-    "generalisation": "deepspan.experiments.generalisation",
-    "subspace_match": "deepspan.experiments.subspace_match",
-    "spectrum": "deepspan.experiments.spectrum",
-    "baselines": "deepspan.experiments.baselines",
-}
-
-
-def experiment_module(name: str):
-    if name not in EXPERIMENTS:
-        raise InputError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
-    return importlib.import_module(EXPERIMENTS[name])
+__all__ = ["reproduce", "is_done"]
 
 
 def is_done(ctx: ReproContext, name: str) -> bool:
+    """Whether ``results/<name>.json`` exists and was computed with this configuration."""
     path = result_path(ctx.results_dir, name)
     if not path.is_file():
         return False
@@ -49,7 +31,8 @@ def is_done(ctx: ReproContext, name: str) -> bool:
         d = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return d.get("provenance", {}).get("config_fingerprint") == ctx.cfg.fingerprint()
+    return d.get("provenance", {}).get("config_fingerprint") == ctx.cfg.fingerprint() and "rule_spec" in \
+        ((d.get("claims") or [{}])[0])
 
 
 def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-reproduce", *,
@@ -59,20 +42,20 @@ def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-re
 
     Completed experiments are loaded, not recomputed, unless ``force`` (then the selected experiments
     are recomputed; trained runs and probe caches are still reused). With ``report`` the figures and
-    ``report.html`` are (re)written from all results present in ``out/results``.
+    ``report.html`` are (re)written from all results present in ``out/results``, in registry order.
     """
     cfg = cfg or config_for("quick")
     names = list(EXPERIMENTS) if not only else list(dict.fromkeys(only))
     for n in names:
-        experiment_module(n)  # validates the name before any work
-    ctx = ReproContext(cfg, out, progress=progress)
+        get(n)  # validates the name before any work
+    ctx = ReproContext(cfg, out, progress=progress, experiments=list(EXPERIMENTS))
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     with one_blas_thread():
         results = _run_all(ctx, names, say, force)
     if report:
         from deepspan.report import write_report
 
-        path = write_report(ctx.out)
+        path = write_report(ctx.out, order=list(EXPERIMENTS))
         say(f"report: {path}")
     return results
 
@@ -89,9 +72,11 @@ def _run_all(ctx: ReproContext, names: list[str], say: Callable[[str], Any],
             results[n] = load_result(ctx.results_dir, n)
             say(f"[{n}] done before, skipped ({result_path(ctx.results_dir, n)})")
             continue
+        exp = get(n)
         t0 = time.perf_counter()
         say(f"[{n}] running ...")
-        res = experiment_module(n).run(ctx)
+        res = exp.run(ctx)
+        res.figures = exp.figures
         res.provenance["seconds"] = round(time.perf_counter() - t0, 2)
         save_result(res, ctx.results_dir)
         results[n] = res

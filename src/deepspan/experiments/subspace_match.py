@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from deepspan._io import atomic_write_bytes
+from deepspan import MatchGram, layer_match_similarity
+from deepspan.experiments.base import Experiment
 from deepspan.experiments.context import ReproContext, one_blas_thread
-from deepspan.experiments.results import Claim, ExperimentResult, Measured, verdict_from
-from deepspan.measures.match import MatchGram, layer_match_similarity
+from deepspan.results import Check, Claim, Condition, ExperimentResult, Measured, Rule
 
 NAME = "subspace_match"
 TITLE = "Neuron activation subspace match between two seeds"
@@ -146,7 +147,7 @@ def small_matches_rule(sizes: list[int], small: int = SMALL_SIZE) -> tuple[bool,
 def _extract(ctx: ReproContext, name: str, label: str, layers: list[str], k: int):
     from deepspan.features import extract
 
-    return extract(ctx.load(name, label), ctx.probe, layers, policy="channels", positions_per_image=k,
+    return extract(ctx.runs.load(name, label), ctx.data.probe, layers, policy="channels", positions_per_image=k,
                    seed=ctx.cfg.seed, progress=False, checkpoint=label)
 
 
@@ -154,23 +155,23 @@ def _n_positions(ctx: ReproContext, name: str, layers: list[str]) -> dict[str, i
     """Spatial positions per image of every layer (1 for fully connected layers)."""
     from deepspan.features import extract
 
-    fs = extract(ctx.load(name, "init"), ctx.probe.X[:1], layers, policy="channels", progress=False)
+    fs = extract(ctx.runs.load(name, "init"), ctx.data.probe.X[:1], layers, policy="channels", progress=False)
     return {layer: int(fs[layer].shape[0]) for layer in layers}
 
 
 def run(ctx: ReproContext) -> ExperimentResult:
     cfg = ctx.cfg
     name_a, name_b = run_names(ctx)
-    ctx.ensure_trained(name_a)
-    ctx.ensure_trained(name_b)
-    layers = ctx.layers(name_a)
+    ctx.runs.ensure_trained(name_a)
+    ctx.runs.ensure_trained(name_b)
+    layers = ctx.runs.layers(name_a)
     n_pos = _n_positions(ctx, name_a, layers)
     conv = [layer for layer in layers if n_pos[layer] > 1]
-    k = positions_per_image(cfg.match_rows, cfg.match_repeats, len(ctx.probe),
+    k = positions_per_image(cfg.match_rows, cfg.match_repeats, len(ctx.data.probe),
                             min([n_pos[layer] for layer in conv], default=1))
     eps_grid = tuple(float(e) for e in cfg.match_eps)
-    ck_a = epoch_checkpoints(ctx.checkpoints(name_a))
-    ck_b = dict(epoch_checkpoints(ctx.checkpoints(name_b)))
+    ck_a = epoch_checkpoints(ctx.runs.checkpoints(name_a))
+    ck_b = dict(epoch_checkpoints(ctx.runs.checkpoints(name_b)))
     epochs = [(label, ep) for label, ep in ck_a if label in ck_b]
     final_label, final_epoch = epochs[-1]
     feats = {(n, label): _extract(ctx, n, label, layers, k) for label, _ in epochs for n in (name_a, name_b)}
@@ -223,9 +224,9 @@ def run(ctx: ReproContext) -> ExperimentResult:
     claims = _claims(rows, layers, eps_grid, final_epoch, sm_layer, s_eps, simple, mm)
     return ExperimentResult(
         name=NAME, title=TITLE, paper="Wang et al. 2018",
-        summary=(f"Two {cfg.match_model} networks (runs {name_a} and {name_b}, seeds {ctx.seed_of(name_a)} and "
-                 f"{ctx.seed_of(name_b)}) trained for {cfg.epochs} epochs on {len(ctx.train)} {cfg.dataset} images; "
-                 f"maximum matching similarity of layers {', '.join(layers)} on a probe of {len(ctx.probe)} test "
+        summary=(f"Two {cfg.match_model} networks (runs {name_a} and {name_b}, seeds {ctx.runs.seed_of(name_a)} and "
+                 f"{ctx.runs.seed_of(name_b)}) trained for {cfg.epochs} epochs on {len(ctx.data.train)} {cfg.dataset} images; "
+                 f"maximum matching similarity of layers {', '.join(layers)} on a probe of {len(ctx.data.probe)} test "
                  f"images (conv layers: channels as neurons, {k} seeded position(s) per image, {cfg.match_rows} rows "
                  f"x {cfg.match_repeats} repeats) for eps in {', '.join(f'{e:g}' for e in eps_grid)}; "
                  f"{len(simple)} simple matches of {sm_layer} at eps {s_eps:g}."),
@@ -251,10 +252,10 @@ def _top_images(ctx: ReproContext, name_a: str, name_b: str, label: str, layer: 
         return [], {}
     from deepspan.features import extract
 
-    n_img = len(ctx.probe)
+    n_img = len(ctx.data.probe)
     pooled = {}
     for side, name in (("a", name_a), ("b", name_b)):
-        fs = extract(ctx.load(name, label), ctx.probe, layer, policy="channels", progress=False)
+        fs = extract(ctx.runs.load(name, label), ctx.data.probe, layer, policy="channels", progress=False)
         pooled[side] = pooled_activations(fs[layer], n_img)
     rows: list[dict[str, Any]] = []
     imgs, idxs, vals, match_ids, sides, neurons = [], [], [], [], [], []
@@ -264,7 +265,7 @@ def _top_images(ctx: ReproContext, name_a: str, name_b: str, label: str, layer: 
         for side, j in members[:MAX_NEURONS_SHOWN]:
             top = top_activating(pooled[side], j, TOP_K)
             act = pooled[side][top, j]
-            imgs.append(ctx.probe.X[top].astype(np.float32))
+            imgs.append(ctx.data.probe.X[top].astype(np.float32))
             idxs.append(top)
             vals.append(act)
             match_ids.append(i)
@@ -272,11 +273,11 @@ def _top_images(ctx: ReproContext, name_a: str, name_b: str, label: str, layer: 
             neurons.append(j)
             for rank, (p, v) in enumerate(zip(top, act)):
                 rows.append({"match": i, "side": side, "neuron": j, "rank": rank, "probe_index": int(p),
-                             "activation": float(v), "label": int(ctx.probe.y[p])})
+                             "activation": float(v), "label": int(ctx.data.probe.y[p])})
     arrays = {"images": np.stack(imgs), "indices": np.stack(idxs).astype(np.int64),
               "activations": np.stack(vals).astype(np.float64), "match": np.array(match_ids, dtype=np.int64),
               "side": np.array(sides), "neuron": np.array(neurons, dtype=np.int64),
-              "labels": np.asarray(ctx.probe.y)[np.stack(idxs)].astype(np.int64)}
+              "labels": np.asarray(ctx.data.probe.y)[np.stack(idxs)].astype(np.int64)}
     return rows, arrays
 
 
@@ -308,6 +309,13 @@ def _claims(rows: list[dict[str, Any]], layers: list[str], eps_grid: tuple[float
           Measured("later_layers_mean", f"trained pair, mean over later layers at eps {e:g}", later_mean),
           Measured("trend_eps_passed", "eps values where the first layer is more similar than the later ones",
                    trend_passed)]
+    trend_checks = []
+    for eps, sims in by_eps.items():
+        m2 += [Measured(f"first_layer_eps_{eps:g}", f"trained pair, first layer at eps {eps:g}", sims[layers[0]]),
+               Measured(f"later_layers_mean_eps_{eps:g}", f"trained pair, mean over later layers at eps {eps:g}",
+                        float(np.mean([sims[layer] for layer in layers[1:]])))]
+        trend_checks.append(Check(f"eps {eps:g}", (Condition(f"first_layer_eps_{eps:g}", ">",
+                                                             f"later_layers_mean_eps_{eps:g}"),)))
 
     gain_ok, gain = training_gain_rule(trained, untrained, inter)
     m3 = [Measured(f"untrained_{layer}", f"untrained pair (init), {layer}: similarity at eps {e:g}", untrained[layer])
@@ -327,34 +335,36 @@ def _claims(rows: list[dict[str, Any]], layers: list[str], eps_grid: tuple[float
                  "expected, at least in terms of subspace match.")
     return [
         Claim("c1", quote=quote_abs, source="Wang et al. 2018, Abstract; Sec. 5 (maximum match over the layers)",
-              rule=(f"trained pair (A and B at their final epoch): the maximum matching similarity at eps {e:g}, "
-                    f"averaged over the intermediate layers ({', '.join(inter)}), is < {LOW_SIM:g}; measured "
-                    f"{low_mean:.3f}"),
-              verdict=verdict_from(int(low_ok), 1), measured=m1),
+              rule=Rule(f"trained pair (A and B at their final epoch): the maximum matching similarity at eps {e:g}, "
+                        f"averaged over the intermediate layers ({', '.join(inter)}), is < {LOW_SIM:g}",
+                        (Check("low similarity", (Condition("trained_intermediate_mean", "<", LOW_SIM),)),)),
+              measured=m1),
         Claim("c2", quote=("the similarity is highest in the lowest layers and lower in the layers above "
                            "(the layer-wise maximum-match curves)"),
-              source=("Wang et al. 2018, Sec. 5, layer-wise maximum matching similarity (paraphrase, as summarised in "
-                      "the issue; exact words not found in the stored text)"),
-              rule=(f"trained pair: at each eps of the grid the first layer ({layers[0]}) has a higher similarity than "
-                    f"the mean of the later layers ({', '.join(layers[1:])}); reproduced if at every eps, partly if at "
-                    f"some ({trend_passed}/{trend_total} eps passed)"),
-              verdict=verdict_from(trend_passed, trend_total), measured=m2,
+              source="Wang et al. 2018, Sec. 5, layer-wise maximum matching similarity (paraphrase)",
+              rule=Rule(f"trained pair: at each eps of the grid the first layer ({layers[0]}) has a higher similarity "
+                        f"than the mean of the later layers ({', '.join(layers[1:])})", tuple(trend_checks)),
+              measured=m2,
               note="a trend claim compared first vs later layers, as deepspan's rules require"),
         Claim("c3", quote=("the representations learned from different initializations are not as similar as "
                            "prevalently expected: training does not make the two networks' intermediate layers match "
                            "much better than at initialisation"),
               source="Wang et al. 2018, Abstract (paraphrase; deepspan's operationalisation with the untrained pair "
                      "as the reference)",
-              rule=(f"the similarity at eps {e:g} of the trained pair minus that of the untrained pair (both networks "
-                    f"at init), averaged over {', '.join(inter)}, is < {GAIN_MAX:g}; measured {gain:+.3f}"),
-              verdict=verdict_from(int(gain_ok), 1), measured=m3),
+              rule=Rule(f"the similarity at eps {e:g} of the trained pair minus that of the untrained pair (both "
+                        f"networks at init), averaged over {', '.join(inter)}, is < {GAIN_MAX:g}",
+                        (Check("small gain", (Condition("training_gain", "<", GAIN_MAX),)),)),
+              measured=m3),
         Claim("c4", quote=("the finest units of shared representation, the simple matches, are small groups of "
                            "neurons"),
-              source=("Wang et al. 2018, Sec. 5, simple matches (paraphrase; exact words not found in the stored "
-                      "text)"),
-              rule=(f"trained pair, layer {sm_layer} (the last conv layer with a non-empty maximum match), eps "
-                    f"{s_eps:g}, {len(simple)} simple matches: the median size "
-                    f"(neurons of both networks) is <= {SMALL_SIZE}; not reproduced when there is no match"
-                    + ("" if med is None else f"; measured median {med:g}")),
-              verdict=verdict_from(int(small_ok), 1), measured=m4),
+              source="Wang et al. 2018, Sec. 5, simple matches (paraphrase)",
+              rule=Rule(f"trained pair, layer {sm_layer} (the last conv layer with a non-empty maximum match), eps "
+                        f"{s_eps:g}, {len(simple)} simple matches: the median size (neurons of both networks) is "
+                        f"<= {SMALL_SIZE}; not reproduced when there is no match",
+                        (Check("small matches", (Condition("median_simple_size", "<=", SMALL_SIZE),)),)),
+              measured=m4),
     ]
+
+
+EXPERIMENT = Experiment(NAME, TITLE, "Wang et al. 2018", run, figures="deepspan.report.fig_subspace_match",
+                        claims=("c1", "c2", "c3", "c4"))

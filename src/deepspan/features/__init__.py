@@ -1,7 +1,7 @@
 """Activations from any torch.nn.Module, feature sets and their stores, and chunked .npy reading."""
 
 from deepspan.features.extract import POLICIES, LayerInfo, extract, iterate_batches, list_layers, resolve_device
-from deepspan.features.featureset import FeatureSet, check_same_samples, hash_sample_ids
+from deepspan.features.featureset import FeatureSet, check_same_featuresets, hash_sample_ids
 from deepspan.features.npy import iter_npy_rows, npy_shape
 
 __all__ = [
@@ -12,7 +12,7 @@ __all__ = [
     "iterate_batches",
     "resolve_device",
     "FeatureSet",
-    "check_same_samples",
+    "check_same_featuresets",
     "hash_sample_ids",
     "iter_npy_rows",
     "npy_shape",

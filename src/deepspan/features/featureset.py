@@ -30,7 +30,7 @@ import numpy as np
 from deepspan._version import __version__
 from deepspan.errors import InputError, SampleMismatchError
 
-__all__ = ["FeatureSet", "hash_sample_ids", "check_same_samples", "META_NAME"]
+__all__ = ["FeatureSet", "hash_sample_ids", "check_same_featuresets", "META_NAME"]
 
 META_NAME = "featureset.json"
 
@@ -186,11 +186,18 @@ class FeatureSet:
         return cls(features, ids, meta["sample_hash"], dict(meta["policy"]), positions, labels, dict(meta["provenance"]))
 
 
-def check_same_samples(a: Any, b: Any, what: str = "these feature sets") -> None:
-    """Raise SampleMismatchError unless ``a`` and ``b`` carry the same sample hash."""
+def check_same_featuresets(a: Any, b: Any, what: str = "these feature sets") -> None:
+    """Raise SampleMismatchError unless ``a`` and ``b`` (FeatureSets, Datasets) hold the same samples in order.
+
+    Both must carry a sample hash; then the shared :func:`deepspan.linalg.check_same_samples` compares their
+    sample counts and hashes.
+    """
+    from deepspan.linalg.checks import check_same_samples
+
     ha, hb = getattr(a, "sample_hash", None), getattr(b, "sample_hash", None)
-    if ha != hb:
+    if ha is None or hb is None:
         raise SampleMismatchError(
-            f"{what} were computed on different samples (sample hash {ha} vs {hb}); measures that compare "
-            f"them need the same samples in the same order. Extract both on one probe set."
-        )
+            f"{what}: {'the first' if ha is None else 'the second'} carries no sample hash, so its samples cannot be "
+            f"checked; compare FeatureSets (or Datasets) extracted on one probe set.")
+    n_a, n_b = (int(x.n_samples) if hasattr(x, "n_samples") else len(x) for x in (a, b))
+    check_same_samples(n_a, n_b, names=("the first", "the second"), hash_a=ha, hash_b=hb, what=what)

@@ -1,5 +1,5 @@
 """Figures of experiment 4 (beyond the top vector): u_1..u_3 angles to the final model with the singular
-value ratios, energy ratios r_k over training, and histograms of the P-vector entries.
+value ratios, cumulative energy ratios r_k over training, and histograms of the P-vector entries.
 
 Drawn from ``results/beyond_top.json`` only (tables ``angles``, ``energy``, ``histograms``).
 """
@@ -12,8 +12,8 @@ import numpy as np
 
 from deepspan.report._base import FigureContext, FigureInfo, plt
 
-CLAIM = ("Claim (Liu et al., as summarised in issue 8, paraphrase): unlike the P-vector u_1, the 2nd and 3rd "
-         "singular vectors do not converge during training.")
+CLAIM = ("Claim (Liu et al. 2022, Appendix A.7, on singular vectors other than the P-vector): \"No convergence "
+         "found\".")
 READINGS = ((False, "uncentered"), (True, "centered"))
 
 
@@ -80,20 +80,21 @@ def _energy(result: dict[str, Any], fc: FigureContext) -> FigureInfo:
             ax = axes[r_i, m_i]
             for k_i, k in enumerate(ks):
                 s = [r for r in rows if r["model"] == model and bool(r["centered"]) == centered and r["k"] == k]
-                y = [np.nan if (r["r"] is None or r["r"] <= 0) else r["r"] for r in s]
+                y = [np.nan if r["r"] is None else r["r"] for r in s]
                 ax.plot([r["position"] for r in s], y, "-", color=colors[k_i], lw=1.2, label=f"r_{k}")
-            ax.set_yscale("log")
+            ax.set_ylim(0.0, 1.02)
             ax.set_title(f"{model} ({rname})", fontsize=9)
             ax.set_xlabel("training progress (epochs)", fontsize=8)
             if m_i == 0:
-                ax.set_ylabel("energy ratio r_k = σ_k² / ||F||²", fontsize=8)
+                ax.set_ylabel("cumulative energy r_k = Σ_{i≤k} σ_i² / ||F||²", fontsize=8)
             ax.grid(alpha=0.3, which="both")
     axes[0, -1].legend(fontsize=6.5, ncol=2)
-    fig.suptitle("Energy ratios r_1..r_10 of the feature layer over training")
+    fig.suptitle("Cumulative energy ratios r_1..r_10 of the feature layer over training")
     return fc.save(fig, "beyond_top_energy",
-                   "Energy ratio r_k = σ_k² / ||F||_F² (log scale) of the k-th singular value of the feature matrix "
-                   "on the probe, k = 1..10, at every checkpoint; top row uncentered, bottom row centered. "
-                   "Context for the claim on u_2 and u_3: the share of energy beyond u_1. " + CLAIM)
+                   "Cumulative energy ratio r_k = Σ_{i≤k} σ_i² / ||F||_F² (Liu et al.'s explained variance of the "
+                   "top-k subspace) of the feature matrix on the probe, k = 1..10, at every checkpoint; top row "
+                   "uncentered, bottom row centered. The gap between r_1 and r_k is the energy beyond u_1: "
+                   "context for the claim on u_2 and u_3. " + CLAIM)
 
 
 def _entries(result: dict[str, Any], fc: FigureContext) -> FigureInfo:
@@ -124,7 +125,7 @@ def _entries(result: dict[str, Any], fc: FigureContext) -> FigureInfo:
                    "Histograms of the N entries of the P-vector u_1 of the feature layer (sign fixed so that "
                    "sum(u) > 0) at initialisation, mid-training and the final checkpoint, on shared bins per model; "
                    "top row uncentered (entries near 1/sqrt(N): u_1 is close to the constant direction), bottom row "
-                   "centered. Part of the issue's 'beyond the top vector' analysis; " + CLAIM)
+                   "centered. Part of the 'beyond the top vector' analysis; " + CLAIM)
 
 
 def draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:

@@ -48,6 +48,6 @@ def draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
                     "Angle (degrees) between the P-vector of each block layer (conv outputs flattened) and the data "
                     "P-vector of the probe images, against the layer's position from input to output, one line per "
                     "epoch (init = before training); top row uncentered features, bottom row centered; the dotted "
-                    "line marks the feature layer (the rule uses the layers up to it). Claim (Liu et al., as "
-                    "summarised in issue 8, paraphrase): the angle rises through the layers early in training and "
+                    "line marks the feature layer (the rule uses the layers up to it). Claim (Liu et al. 2022, "
+                    "Appendix A.5, paraphrase): the angle rises through the layers early in training and "
                     "falls late.")]

@@ -38,16 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from deepspan._io import atomic_write_json, atomic_write_text
+from deepspan.errors import DeepspanError
+from deepspan.results import ExperimentResult
 
-__all__ = ["ORDER", "FORMAT", "RESULT_FORMAT", "write_report", "format_value", "main"]
+__all__ = ["FORMAT", "write_report", "format_value", "main", "STATE"]
 
-# The order of the sections (the order of deepspan.experiments.reproduce.EXPERIMENTS); results with
-# other names follow, sorted.
-ORDER = ("convergence", "common_subspace", "layerwise", "beyond_top", "generalisation", "subspace_match",
-         "spectrum", "baselines")
 FORMAT = "deepspan-report/1"
-RESULT_FORMAT = "deepspan-experiment/1"
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: The reproduction's settings file; its ``experiments`` list (the registry order) orders the sections.
+STATE = "deepspan-reproduce.json"
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _VERDICT_CLASS = {"reproduced": "v-reproduced", "partly": "v-partly", "not reproduced": "v-not-reproduced"}
 
 _CSS = """
@@ -142,10 +141,19 @@ def _short_error(exc: BaseException) -> str:
 
 
 # ----------------------------------------------------------------------------- reading results
-def _ordered_names(results_dir: Path) -> list[str]:
+def _run_order(out: Path) -> list[str]:
+    """The experiment order the reproduction recorded (the registry's), or [] when there is none."""
+    try:
+        order = json.loads((out / STATE).read_text()).get("experiments") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(n) for n in order if isinstance(n, str)]
+
+
+def _ordered_names(results_dir: Path, order: list[str]) -> list[str]:
     names = sorted(p.stem for p in results_dir.glob("*.json") if "__" not in p.stem and not p.stem.startswith("."))
-    known = [n for n in ORDER if n in names]
-    return known + [n for n in names if n not in ORDER]
+    known = [n for n in order if n in names]
+    return known + [n for n in names if n not in known]
 
 
 def _load(results_dir: Path, name: str) -> tuple[dict[str, Any], bytes]:
@@ -156,10 +164,11 @@ def _load(results_dir: Path, name: str) -> tuple[dict[str, Any], bytes]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); delete it and re-run "
                          f"`deepspan reproduce --only {name}`") from None
-    if not isinstance(d, dict) or d.get("format") != RESULT_FORMAT:
-        got = d.get("format") if isinstance(d, dict) else type(d).__name__
-        raise ValueError(f"{path} is not a deepspan experiment result (format {got!r}, expected {RESULT_FORMAT!r})")
-    return d, raw
+    try:
+        typed = ExperimentResult.from_dict(d)
+    except (DeepspanError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return typed.to_dict(), raw
 
 
 def _verdict(d: dict[str, Any]) -> str:
@@ -167,11 +176,12 @@ def _verdict(d: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- figures
-def _fig_module_file(name: str) -> Path | None:
-    if not _NAME_RE.match(name):
+def _fig_module_file(module: str | None) -> Path | None:
+    """The source file of a result's figure module (``result["figures"]``), or None."""
+    if not module or not _MODULE_RE.match(module):
         return None
     try:
-        spec = importlib.util.find_spec(f"deepspan.report.fig_{name}")
+        spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         return None
     return Path(spec.origin) if spec is not None and spec.origin else None
@@ -180,7 +190,7 @@ def _fig_module_file(name: str) -> Path | None:
 def _figure_key(name: str, raw: bytes, result: dict[str, Any], out: Path) -> str | None:
     """Hash of everything a section's figures are drawn from: the result file, its side arrays, the
     figure module's and ``_base``'s source and the matplotlib version (None: no figure module)."""
-    mod = _fig_module_file(name)
+    mod = _fig_module_file(result.get("figures"))
     if mod is None:
         return None
     h = hashlib.sha256()
@@ -219,10 +229,10 @@ def _reusable(prev: dict[str, Any] | None, key: str | None, out: Path) -> list[d
 
 
 def _draw(name: str, result: dict[str, Any], out: Path) -> tuple[list[dict[str, str]], str | None]:
-    """Run ``deepspan.report.fig_<name>.draw``: (figures, error text or None)."""
-    if _fig_module_file(name) is None:
+    """Run ``draw`` of the result's figure module (``result["figures"]``): (figures, error text or None)."""
+    modname = result.get("figures")
+    if _fig_module_file(modname) is None:
         return [], None
-    modname = f"deepspan.report.fig_{name}"
     from deepspan.report._base import FigureContext
 
     try:
@@ -376,18 +386,20 @@ def _section_html(idx: int, name: str, d: dict[str, Any] | None, figs: list[dict
 
 
 # ----------------------------------------------------------------------------- entry points
-def write_report(out: str | Path, *, redraw: bool = False) -> Path:
+def write_report(out: str | Path, *, redraw: bool = False, order: list[str] | None = None) -> Path:
     """Draw the figures and write ``out/report.html`` and ``out/report.json`` from ``out/results``.
 
     Returns the path of ``report.html``. A section's figures are redrawn only when something they
     are drawn from changed (the result file, its side arrays, the figure module, matplotlib) or
     ``redraw`` is set; otherwise the previous ones (listed in ``report.json``) are reused. Figure or
     section failures are shown in the report and listed under ``errors`` in ``report.json``; they
-    do not raise.
+    do not raise. Sections follow ``order`` (default: the experiment order recorded in
+    ``out/deepspan-reproduce.json``, i.e. the registry's); other results follow, sorted by name.
     """
     out = Path(out)
     results_dir = out / "results"
-    names = _ordered_names(results_dir) if results_dir.is_dir() else []
+    order = _run_order(out) if order is None else list(order)
+    names = _ordered_names(results_dir, order) if results_dir.is_dir() else []
     previous = {} if redraw else _previous_sections(out)
     results: dict[str, dict[str, Any]] = {}
     sections: list[dict[str, Any]] = []

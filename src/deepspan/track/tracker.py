@@ -9,6 +9,8 @@ for each layer, on the fixed probe set (Liu et al. 2022's protocol):
 * ``angle_to_<name>``: the angle to each reference P-vector given (another model, ...);
 * ``angle_to_previous``: the angle to the previous step's P-vector of the same layer;
 * after :meth:`Tracker.finalize`, ``angle_to_final``: the angle to the last checkpoint;
+* :meth:`Tracker.angles_to` gives the angle of every recorded checkpoint to any vector given later
+  (e.g. another run's final P-vector), so "angles over a checkpoint series" live here only;
 * with ``spectrum_layer`` (penultimate features; the probe must carry labels), the
   feature-map spectrum of Nam et al. (2024) -- ``rho_1 .. rho_2C``, ``pi_star_C``,
   ``pi_C`` (with ``output_layer``, the logits), ``d_eff``, ``eigengap_C``,
@@ -18,7 +20,10 @@ for each layer, on the fixed probe set (Liu et al. 2022's protocol):
 
 The P-vector u of every (checkpoint, layer) is kept (in memory and, with
 ``out_dir``, as ``.npy``), so any two checkpoints can be compared later
-(:meth:`Tracker.angle`). Results are a tidy table -- one row per checkpoint x
+(:meth:`Tracker.angle`). ``center="both"`` records every quantity for the uncentered and the
+column-centered features from one product per layer (:func:`deepspan.top_singular_both`), and
+``n_vectors`` keeps the top left singular vectors u_1 .. u_n (:meth:`Tracker.vectors`). Every row
+carries ``centered``. Results are a tidy table -- one row per checkpoint x
 layer x quantity -- rewritten atomically as ``rows.csv`` and ``rows.json``
 (with provenance) after every step. The table is the commit marker: a
 Tracker created on an ``out_dir`` that already holds a run (same probe, layers,
@@ -28,8 +33,6 @@ killed run restarts from the last complete checkpoint.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from pathlib import Path
@@ -38,17 +41,18 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from deepspan._io import atomic_save_npy, atomic_write_json, atomic_write_text
+from deepspan._io import atomic_save_npy, atomic_write_csv, atomic_write_json
 from deepspan._version import __version__
 from deepspan.errors import InputError, SampleMismatchError
 from deepspan.features.extract import extract, iterate_batches
 from deepspan.features.featureset import hash_sample_ids
 from deepspan.linalg.angles import unit_angle
+from deepspan.linalg.svd import top_singular, top_singular_both
 from deepspan.measures.pvector import PVector, pvector
 
 __all__ = ["Tracker", "track_checkpoints", "ROW_FIELDS"]
 
-ROW_FIELDS = ("checkpoint", "epoch", "iteration", "layer", "quantity", "value")
+ROW_FIELDS = ("checkpoint", "epoch", "iteration", "layer", "centered", "quantity", "value")
 
 
 def _probe_inputs(probe: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -72,7 +76,9 @@ class Tracker:
     probe : the fixed, ordered probe set (anything ``deepspan.extract`` accepts).
     layers : module names; ``policy``/``select`` as in :func:`deepspan.extract`.
     k : how many singular values / energy ratios to record.
-    center : center features before the SVD (recorded).
+    center : center features before the SVD (recorded): False, True, or ``"both"`` (both readings
+        from one product per layer; rows carry ``centered``).
+    n_vectors : how many left singular vectors to keep per checkpoint, layer and centering.
     references : name -> P-vector (``PVector`` or a length-N vector) to measure angles to.
     data_pvector : also record the angle to the probe inputs' P-vector.
     out_dir : where to write ``rows.csv``, ``rows.json`` and the kept u vectors; resumes a run there.
@@ -87,7 +93,8 @@ class Tracker:
         policy: Any = None,
         select: Any = None,
         k: int = 5,
-        center: bool = False,
+        center: bool | str = False,
+        n_vectors: int = 1,
         references: dict[str, Any] | None = None,
         data_pvector: bool = True,
         out_dir: str | Path | None = None,
@@ -103,7 +110,18 @@ class Tracker:
         self.probe = probe
         self.layers = [layers] if isinstance(layers, str) else list(layers)
         self.policy, self.select = policy, select
-        self.k, self.center = int(k), bool(center)
+        if center == "both":
+            self.centers: tuple[bool, ...] = (False, True)
+        elif isinstance(center, (bool, np.bool_)):
+            self.centers = (bool(center),)
+        else:
+            raise InputError(f"center must be True, False or 'both', got {center!r}.")
+        self.center = self.centers[0]
+        if isinstance(n_vectors, bool) or not isinstance(n_vectors, (int, np.integer)) or n_vectors < 1:
+            raise InputError(f"n_vectors must be a positive integer, got {n_vectors!r}.")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"k (the number of singular values to record) must be a positive integer, got {k!r}.")
+        self.k, self.n_vectors = int(k), int(n_vectors)
         self.batch_size, self.device = batch_size, device
         self.positions_per_image, self.seed = positions_per_image, seed
         if (output_layer or classifier) and not spectrum_layer:
@@ -113,13 +131,16 @@ class Tracker:
         self.sample_ids = ids
         self.sample_hash = hash_sample_ids(ids)
         self.n_samples = n
-        self.references: dict[str, np.ndarray] = {}
+        self.references: dict[str, np.ndarray] = {}  # name -> vector (the data one: per centering)
+        self.data_references: dict[bool, np.ndarray] = {}
         if data_pvector:
-            self.references["data"] = pvector(X, center=self.center, n_values=2).u
+            self.data_references = {c: pvector(X, center=c, n_values=2).u for c in self.centers}
+            self.references["data"] = self.data_references[self.center]
         for name, ref in (references or {}).items():
             self.references[name] = self._reference_vector(name, ref)
         self.rows: list[dict[str, Any]] = []
-        self.u: dict[tuple[str, str], np.ndarray] = {}
+        self.u: dict[tuple[str, str], np.ndarray] = {}  # (label, layer) -> u_1 of the first centering
+        self.U: dict[tuple[str, str, bool], np.ndarray] = {}  # (label, layer, centered) -> N x n_vectors
         self.order: list[str] = []
         self.meta: dict[str, tuple[int | None, int | None]] = {}
         self.out_dir = None if out_dir is None else Path(out_dir)
@@ -147,8 +168,9 @@ class Tracker:
             "sample_hash": self.sample_hash,
             "layers": self.layers,
             "policy": self.policy if not isinstance(self.policy, dict) else dict(self.policy),
-            "center": self.center,
+            "center": self.center if len(self.centers) == 1 else "both",
             "k": self.k,
+            "n_vectors": self.n_vectors,
             "references": sorted(self.references),
             "positions_per_image": self.positions_per_image,
             "seed": self.seed,
@@ -164,7 +186,7 @@ class Tracker:
                 f"{self.out_dir} holds a tracking run with different settings ({saved.get('config')}); "
                 f"use another out_dir or the same probe, layers and settings to resume it."
             )
-        for name, u in self.references.items():
+        for name, u in self._reference_items():
             stored = np.load(self.out_dir / "refs" / self._u_name("ref", name))
             if not np.allclose(stored, u, rtol=0, atol=1e-8):
                 raise InputError(
@@ -177,10 +199,28 @@ class Tracker:
             self.meta[label] = (epoch, iteration)
             for layer in self.layers:
                 self.u[(label, layer)] = np.load(self.out_dir / "u" / self._u_name(label, layer))
+                if self._keeps_blocks:
+                    for c in self.centers:
+                        self.U[(label, layer, c)] = np.load(self.out_dir / "U" / self._u_name(label, layer, c))
+                else:
+                    self.U[(label, layer, self.center)] = self.u[(label, layer)][:, None]
+
+    @property
+    def _keeps_blocks(self) -> bool:
+        """Whether more than u_1 of one centering is kept (then ``U/`` holds N x n_vectors blocks)."""
+        return self.n_vectors > 1 or len(self.centers) > 1
+
+    def _reference_items(self) -> list[tuple[str, np.ndarray]]:
+        """Reference vectors as saved: the data P-vector once per centering, the others once."""
+        items = [(n, u) for n, u in self.references.items() if not (n == "data" and self.data_references)]
+        items += [("data" if c == self.center else "data_centered" if c else "data_uncentered", u)
+                  for c, u in self.data_references.items()]
+        return items
 
     @staticmethod
-    def _u_name(label: str, layer: str) -> str:
-        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{label}__{layer}")
+    def _u_name(label: str, layer: str, center: bool | None = None) -> str:
+        tag = "" if center is None else ("__centered" if center else "__uncentered")
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{label}__{layer}{tag}")
         return safe + ".npy"
 
     # ------------------------------------------------------------------- steps
@@ -214,11 +254,11 @@ class Tracker:
         prev = self.order[-1] if self.order else None
         added: list[dict[str, Any]] = []
 
-        def row(layer: str, quantity: str, value: float) -> None:
+        def row(layer: str, center: bool, quantity: str, value: float) -> None:
             added.append({"checkpoint": label, "epoch": epoch, "iteration": iteration, "layer": layer,
-                          "quantity": quantity, "value": float(value)})
+                          "centered": center, "quantity": quantity, "value": float(value)})
 
-        new_u = {}
+        new_U: dict[tuple[str, bool], np.ndarray] = {}
         for layer in self.layers:
             feats = fs[layer]
             if len(feats) != self.n_samples:
@@ -226,33 +266,59 @@ class Tracker:
                     f"layer {layer!r} has {len(feats)} rows for {self.n_samples} probe samples (channels policy?); "
                     f"the Tracker compares P-vectors of samples: use policy 'flatten' or 'gap' there."
                 )
-            p: PVector = pvector(feats, center=self.center, n_values=min(self.k, *feats.shape))
-            new_u[layer] = p.u
-            for i, s in enumerate(p.singular_values, 1):
-                row(layer, f"sigma_{i}", s)
-            for i, r in enumerate(p.energy, 1):
-                row(layer, f"energy_r{i}", r)
-            row(layer, "gap", p.gap)
-            for name, ref in self.references.items():
-                row(layer, f"angle_to_{name}", unit_angle(p.u, ref))
-            if prev is not None:
-                row(layer, "angle_to_previous", unit_angle(p.u, self.u[(prev, layer)]))
+            for center, (U, sv, energy, gap) in self._spectra(feats).items():
+                new_U[(layer, center)] = U
+                for i, s in enumerate(sv, 1):
+                    row(layer, center, f"sigma_{i}", s)
+                for i, r in enumerate(energy, 1):
+                    row(layer, center, f"energy_r{i}", r)
+                row(layer, center, "gap", gap)
+                for name, ref in self.references.items():
+                    if name == "data" and self.data_references:
+                        ref = self.data_references[center]
+                    row(layer, center, f"angle_to_{name}", unit_angle(U[:, 0], ref))
+                if prev is not None:
+                    row(layer, center, "angle_to_previous", unit_angle(U[:, 0], self.U[(prev, layer, center)][:, 0]))
         if self.spectrum_layer is not None:
             for quantity, value in self._spectrum_rows(model, fs):
-                row(self.spectrum_layer, quantity, value)
+                row(self.spectrum_layer, self.center, quantity, value)
         if self.out_dir is not None:  # vectors first; the table below commits the step
             if not self.order:
-                for name, u in self.references.items():
+                for name, u in self._reference_items():
                     atomic_save_npy(self.out_dir / "refs" / self._u_name("ref", name), u)
-            for layer, u in new_u.items():
-                atomic_save_npy(self.out_dir / "u" / self._u_name(label, layer), u)
-        for layer, u in new_u.items():
-            self.u[(label, layer)] = u
+            for (layer, center), U in new_U.items():
+                if center == self.center:
+                    atomic_save_npy(self.out_dir / "u" / self._u_name(label, layer), U[:, 0])
+                if self._keeps_blocks:
+                    atomic_save_npy(self.out_dir / "U" / self._u_name(label, layer, center), U)
+        for (layer, center), U in new_U.items():
+            self.U[(label, layer, center)] = U
+            if center == self.center:
+                self.u[(label, layer)] = U[:, 0]
         self.order.append(label)
         self.meta[label] = (epoch, iteration)
         self.rows.extend(added)
         self._write()
         return added
+
+    def _spectra(self, feats: Any) -> dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
+        """Per centering: (U: N x n_vectors, top-k singular values, cumulative energy r_k, sigma_2/sigma_1)."""
+        n_values = min(self.k, *feats.shape)
+        if len(self.centers) == 1 and self.n_vectors == 1:  # the P-vector route (warns when degenerate)
+            p: PVector = pvector(feats, center=self.center, n_values=n_values)
+            return {self.center: (p.u[:, None], p.singular_values, p.energy, p.gap)}
+        n_vec = min(self.n_vectors, *feats.shape)
+        if len(self.centers) == 2:
+            pair = dict(zip((False, True), top_singular_both(feats, n_vec, n_values=max(n_values, n_vec))))
+        else:
+            pair = {self.center: top_singular(feats, n_vec, center=self.center, n_values=max(n_values, n_vec))}
+        out = {}
+        for c, t in pair.items():
+            s = t.s[:n_values]
+            energy = np.cumsum(s**2) / t.total_energy
+            gap = float(s[1] / s[0]) if len(s) > 1 and s[0] > 0 else 0.0
+            out[c] = (t.U, s, energy, gap)
+        return out
 
     def _spectrum_rows(self, model: nn.Module, fs: Any) -> list[tuple[str, float]]:
         """Feature-map spectrum (Nam et al. 2024) and neural collapse (Papyan et al. 2020) at this step."""
@@ -287,12 +353,61 @@ class Tracker:
             rows.append(("nc4", nc.nc4))
         return rows
 
-    def angle(self, label_a: str, label_b: str, layer: str) -> float:
+    def _center_arg(self, center: bool | None) -> bool:
+        if center is None:
+            return self.center
+        if bool(center) not in self.centers:
+            raise InputError(f"this Tracker recorded centered={self.centers[0]} only; pass center='both' to record both.")
+        return bool(center)
+
+    def vectors(self, label: str, layer: str, center: bool | None = None) -> np.ndarray:
+        """The kept left singular vectors (N x n_vectors: u_1, u_2, ...) of ``layer`` at checkpoint ``label``."""
+        center = self._center_arg(center)
+        if (label, layer, center) not in self.U:
+            raise InputError(f"no vectors recorded for checkpoint {label!r}, layer {layer!r}; recorded checkpoints: "
+                             f"{self.order}, layers: {self.layers}.")
+        return self.U[(label, layer, center)]
+
+    def pvector_u(self, label: str, layer: str, center: bool | None = None) -> np.ndarray:
+        """The P-vector u_1 of ``layer`` at checkpoint ``label``."""
+        return self.vectors(label, layer, center)[:, 0]
+
+    def values(self, label: str, layer: str, quantity: str, center: bool | None = None) -> float:
+        """One recorded number (e.g. ``sigma_2``, ``energy_r3``, ``angle_to_data``) of one checkpoint and layer."""
+        center = self._center_arg(center)
+        for r in self.rows:
+            if r["checkpoint"] == label and r["layer"] == layer and r["quantity"] == quantity \
+                    and r.get("centered", self.center) == center:
+                return r["value"]
+        raise InputError(f"no {quantity!r} recorded for checkpoint {label!r}, layer {layer!r}, centered={center}; "
+                         f"recorded quantities: {sorted({r['quantity'] for r in self.rows})}.")
+
+    def singular_values(self, label: str, layer: str, center: bool | None = None) -> np.ndarray:
+        """The recorded top singular values sigma_1 .. sigma_k of ``layer`` at checkpoint ``label``."""
+        center = self._center_arg(center)
+        by = {r["quantity"]: r["value"] for r in self.rows if r["checkpoint"] == label and r["layer"] == layer
+              and r.get("centered", self.center) == center and r["quantity"].startswith("sigma_")}
+        if not by:
+            raise InputError(f"no singular values recorded for checkpoint {label!r}, layer {layer!r}.")
+        return np.array([by[f"sigma_{i}"] for i in range(1, len(by) + 1)])
+
+    def angle(self, label_a: str, label_b: str, layer: str, center: bool | None = None) -> float:
         """Angle (degrees) between the P-vectors of ``layer`` at two recorded checkpoints."""
+        center = self._center_arg(center)
         for lab in (label_a, label_b):
-            if (lab, layer) not in self.u:
+            if (lab, layer, center) not in self.U:
                 raise InputError(f"no P-vector recorded for checkpoint {lab!r}, layer {layer!r}; recorded: {self.order}.")
-        return unit_angle(self.u[(label_a, layer)], self.u[(label_b, layer)])
+        return unit_angle(self.U[(label_a, layer, center)][:, 0], self.U[(label_b, layer, center)][:, 0])
+
+    def angles_to(self, reference: Any, layer: str, center: bool | None = None) -> list[tuple[str, float]]:
+        """``(label, angle)`` of every recorded checkpoint's P-vector of ``layer`` to ``reference``, in step order.
+
+        ``reference`` is a P-vector (``PVector`` or a length-N vector) on the probe samples, e.g. another
+        run's final P-vector; its sample hash, if it has one, must match the probe's.
+        """
+        center = self._center_arg(center)
+        ref = self._reference_vector("reference", reference)
+        return [(label, unit_angle(self.U[(label, layer, center)][:, 0], ref)) for label in self.order]
 
     def finalize(self, final: str | None = None) -> list[dict[str, Any]]:
         """Add ``angle_to_final`` rows (every checkpoint vs ``final``, default the last one); idempotent."""
@@ -306,32 +421,32 @@ class Tracker:
         for label in self.order:
             epoch, iteration = self.meta[label]
             for layer in self.layers:
-                added.append({"checkpoint": label, "epoch": epoch, "iteration": iteration, "layer": layer,
-                              "quantity": "angle_to_final", "value": self.angle(label, final, layer)})
+                for center in self.centers:
+                    added.append({"checkpoint": label, "epoch": epoch, "iteration": iteration, "layer": layer,
+                                  "centered": center, "quantity": "angle_to_final",
+                                  "value": self.angle(label, final, layer, center)})
         self.rows.extend(added)
         self._write(final=final)
         return added
 
     # ------------------------------------------------------------------ output
-    def table(self, quantity: str | None = None, layer: str | None = None) -> list[dict[str, Any]]:
-        """The tidy rows, optionally filtered by quantity and layer."""
+    def table(self, quantity: str | None = None, layer: str | None = None,
+              center: bool | None = None) -> list[dict[str, Any]]:
+        """The tidy rows, optionally filtered by quantity, layer and centering."""
         return [r for r in self.rows if (quantity is None or r["quantity"] == quantity)
-                and (layer is None or r["layer"] == layer)]
+                and (layer is None or r["layer"] == layer)
+                and (center is None or r.get("centered", self.center) == bool(center))]
 
-    def series(self, quantity: str, layer: str) -> list[float]:
-        """One quantity of one layer over the checkpoints, in step order."""
-        by = {r["checkpoint"]: r["value"] for r in self.table(quantity, layer)}
+    def series(self, quantity: str, layer: str, center: bool | None = None) -> list[float]:
+        """One quantity of one layer over the checkpoints, in step order (default: the first centering)."""
+        by = {r["checkpoint"]: r["value"] for r in self.table(quantity, layer, self._center_arg(center))}
         return [by[label] for label in self.order if label in by]
 
     def _write(self, final: str | None = None) -> None:
         if self.out_dir is None:
             return
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=ROW_FIELDS)
-        w.writeheader()
-        for r in self.rows:
-            w.writerow({k: ("" if r[k] is None else r[k]) for k in ROW_FIELDS})
-        atomic_write_text(self.out_dir / "rows.csv", buf.getvalue())
+        # "\r\n": the csv module's default line ending, which rows.csv has always had
+        atomic_write_csv(self.out_dir / "rows.csv", self.rows, ROW_FIELDS, lineterminator="\r\n")
         atomic_write_json(self.out_dir / "rows.json", {
             "format": "deepspan.Tracker/1",
             "provenance": {

@@ -1,0 +1,84 @@
+"""The data of one ``deepspan reproduce`` run: training and test splits, the probe, noisy-label copies."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from deepspan.data import Dataset, load, probe_subset
+from deepspan.errors import InputError
+from deepspan.experiments.config import ReproduceConfig
+
+__all__ = ["DataSplits"]
+
+
+class DataSplits:
+    """Training split, test split and the fixed probe of a reproduction (loaded once, on first use).
+
+    The probe is a seeded, class-balanced subset of the test split (held-out images, so a P-vector
+    describes the feature space, not memorised training points).
+    """
+
+    def __init__(self, cfg: ReproduceConfig) -> None:
+        self.cfg = cfg
+
+    @cached_property
+    def _train_full(self) -> Dataset:
+        return self._images(load(self.cfg.dataset, split="train", data_dir=self.cfg.data_dir))
+
+    @cached_property
+    def _test_full(self) -> Dataset:
+        return self._images(load(self.cfg.dataset, split="test", data_dir=self.cfg.data_dir))
+
+    @staticmethod
+    def _images(ds: Dataset) -> Dataset:
+        X = np.asarray(ds.X, dtype=np.float32)
+        if X.ndim == 3:
+            X = X[:, None]
+        if X.ndim != 4:
+            raise InputError(f"deepspan reproduce needs image data (N x C x H x W); {ds.name} has shape {X.shape}")
+        return Dataset(ds.name, X, ds.y, ds.ids)
+
+    @staticmethod
+    def _head(ds: Dataset, n: int) -> Dataset:
+        n = min(n, len(ds))
+        return Dataset(ds.name, ds.X[:n], ds.y[:n], ds.ids[:n])
+
+    @cached_property
+    def train(self) -> Dataset:
+        """The first ``n_train`` training images (N x C x H x W float32)."""
+        return self._head(self._train_full, self.cfg.n_train)
+
+    @cached_property
+    def test(self) -> Dataset:
+        """The first ``n_test`` test images: accuracies are measured on these."""
+        return self._head(self._test_full, self.cfg.n_test)
+
+    @cached_property
+    def probe(self) -> Dataset:
+        """Seeded class-balanced subset of the test split: the fixed sample set of every P-vector."""
+        return probe_subset(self._test_full, min(self.cfg.n_probe, len(self._test_full)), seed=self.cfg.seed)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.train.X.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def n_classes(self) -> int:
+        return int(self._train_full.y.max()) + 1
+
+    def noisy_train(self, n: int, noise: float, seed: int) -> Dataset:
+        """The first ``n`` training images with a fraction ``noise`` of labels replaced by uniform random ones.
+
+        The corrupted rows are drawn with ``default_rng(seed)``; a replaced label may equal the true one
+        by chance (probability 1/C), as in Zhang et al. 2017's label randomisation.
+        """
+        if not 0.0 <= noise <= 1.0:
+            raise InputError(f"label noise must lie in [0, 1], got {noise}")
+        base = self._head(self._train_full, n)
+        y = base.y.copy()
+        rng = np.random.default_rng(seed)
+        rows = rng.random(len(y)) < noise
+        y[rows] = rng.integers(0, self.n_classes, int(rows.sum()))
+        return Dataset(base.name, base.X, y, base.ids)

@@ -24,29 +24,13 @@ import numpy as np
 
 from deepspan.experiments.base import Experiment
 from deepspan.experiments.context import ReproContext
+from deepspan.experiments.statistics import spearman
 from deepspan.results import Check, Claim, Condition, ExperimentResult, Measured, Rule
 
 NAME = "layerwise"
 TITLE = "Layer-wise angle to the data P-vector over training"
 
 EARLY_EPOCH = 1   # "early in training": the end of the first epoch (the init checkpoint is reported beside it)
-
-
-def spearman(x: Any, y: Any) -> float:
-    """Spearman rank correlation of two equally long sequences (average ranks for ties); NaN if undefined.
-
-    Undefined when fewer than two points or one side is constant.
-    """
-    from scipy.stats import rankdata
-
-    a = np.asarray(x, dtype=float)
-    b = np.asarray(y, dtype=float)
-    if a.shape != b.shape or a.size < 2 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        return float("nan")
-    ra, rb = rankdata(a), rankdata(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = float(np.sqrt((ra @ ra) * (rb @ rb)))
-    return float(ra @ rb / den) if den > 0 else float("nan")
 
 
 def epoch_label(epoch: int) -> str:

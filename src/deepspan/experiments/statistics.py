@@ -100,16 +100,3 @@ def permutation_p(x: Any, y: Any, n_perm: int = 10_000, seed: int = 0) -> float:
     perms = np.argsort(rng.random((n_perm, b.size)), axis=1)
     null = np.abs(b[perms] @ a) / den
     return float((1 + np.sum(null >= obs - 1e-12)) / (n_perm + 1))
-
-
-def rank_agreement(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, float]:
-    """Spearman rho over the pairs between the P-vector |cos| (both readings) and each baseline, and CKA vs SVCCA,
-    with permutation p-values of the two primary correlations."""
-    col = {k: [r[k] for r in rows] for k in ("linear_cka", "svcca", "pvector_cos", "pvector_cos_centered")}
-    return {"rho_pv_cka": spearman(col["pvector_cos"], col["linear_cka"]),
-            "p_pv_cka": permutation_p(col["pvector_cos"], col["linear_cka"], seed=seed),
-            "rho_pv_svcca": spearman(col["pvector_cos"], col["svcca"]),
-            "p_pv_svcca": permutation_p(col["pvector_cos"], col["svcca"], seed=seed),
-            "rho_pvc_cka": spearman(col["pvector_cos_centered"], col["linear_cka"]),
-            "rho_pvc_svcca": spearman(col["pvector_cos_centered"], col["svcca"]),
-            "rho_cka_svcca": spearman(col["linear_cka"], col["svcca"])}

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from deepspan.experiments.base import Experiment
 from deepspan.experiments.context import ReproContext
 from deepspan.results import Check, Claim, Condition, ExperimentResult, Measured, Rule

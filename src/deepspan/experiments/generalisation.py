@@ -151,7 +151,6 @@ def run(ctx: ReproContext) -> ExperimentResult:
         for lr in cfg.population_lrs:
             for noise in cfg.population_noise:
                 name = run_name(width, lr, noise)
-                spec = member_spec(width, lr)
                 data = ctx.data.noisy_train(cfg.population_n_train, noise, cfg.seed)
                 realised = float(np.mean(data.y != clean.y))
                 man = train_member(ctx, width, lr, noise, data)

@@ -222,7 +222,6 @@ def _claims(reg_rows: list[dict[str, Any]], names: list[str]) -> list[Claim]:
                         fin["nc3"]),
                Measured(f"{name}_nc4_final", f"{name}: NC4 agreement at the final checkpoint (init "
                         f"{init['nc4']:.3g})", fin["nc4"])]
-    n = len(names)
     regimes = ", ".join(f"{name}: {[r for r in reg_rows if r['model'] == name][-1]['regime']}" for name in names)
     return [
         Claim("s1", quote=("Across many popular architectures and classification datasets, we find that DNNs converge, "

@@ -292,7 +292,7 @@ def _claims(rows: list[dict[str, Any]], layers: list[str], eps_grid: tuple[float
     inter = intermediate_layers(layers)
     trained = _sims(rows, "A vs B", final_epoch, e)
     untrained = _sims(rows, "A vs B", 0, e)
-    low_ok, low_mean = low_similarity_rule(trained, inter)
+    _, low_mean = low_similarity_rule(trained, inter)
     m1 = [Measured(f"trained_{layer}", f"trained pair, {layer}: max-match similarity at eps {e:g}", trained[layer])
           for layer in layers]
     m1.append(Measured("trained_intermediate_mean", f"trained pair: mean over {', '.join(inter)} at eps {e:g}",
@@ -303,7 +303,7 @@ def _claims(rows: list[dict[str, Any]], layers: list[str], eps_grid: tuple[float
                        float(np.mean([_sims(rows, 'A vs B', final_epoch, smallest)[layer] for layer in inter]))))
 
     by_eps = {eps: _sims(rows, "A vs B", final_epoch, eps) for eps in eps_grid}
-    trend_passed, trend_total = layer_trend_rule(by_eps, layers)
+    trend_passed, _ = layer_trend_rule(by_eps, layers)
     later_mean = float(np.mean([trained[layer] for layer in layers[1:]]))
     m2 = [Measured("first_layer", f"trained pair, first layer {layers[0]} at eps {e:g}", trained[layers[0]]),
           Measured("later_layers_mean", f"trained pair, mean over later layers at eps {e:g}", later_mean),
@@ -317,13 +317,13 @@ def _claims(rows: list[dict[str, Any]], layers: list[str], eps_grid: tuple[float
         trend_checks.append(Check(f"eps {eps:g}", (Condition(f"first_layer_eps_{eps:g}", ">",
                                                              f"later_layers_mean_eps_{eps:g}"),)))
 
-    gain_ok, gain = training_gain_rule(trained, untrained, inter)
+    _, gain = training_gain_rule(trained, untrained, inter)
     m3 = [Measured(f"untrained_{layer}", f"untrained pair (init), {layer}: similarity at eps {e:g}", untrained[layer])
           for layer in layers]
     m3.append(Measured("training_gain", f"trained minus untrained similarity, mean over {', '.join(inter)}", gain))
 
     sizes = [m.size for m in simple]
-    small_ok, med = small_matches_rule(sizes)
+    _, med = small_matches_rule(sizes)
     m4 = [Measured("n_simple_matches", f"simple matches of {sm_layer} at eps {s_eps:g}", len(simple)),
           Measured("median_simple_size", "median simple-match size (neurons of both networks)", med),
           Measured("max_simple_size", "largest simple-match size", max(sizes) if sizes else None),

@@ -19,8 +19,22 @@ rule text shown in the report and the verdict cannot disagree:
 * ``partly`` -- some check passes, or (where the rule has them) some of its weaker ``partial`` checks;
 * ``not reproduced`` -- none does.
 
-A condition whose value is missing (None or not finite) fails. An experiment's overall verdict is
-``reproduced`` if every claim is, ``not reproduced`` if every claim is, else ``partly``.
+A condition whose value is missing (None or not finite) fails. A claim without a rule is
+``descriptive``: it shows what was measured for a statement no paper makes as a testable claim (or
+one whose protocol cannot be followed), with no verdict. An experiment's overall verdict reads only
+its judged claims: ``reproduced`` if every one is, ``not reproduced`` if every one is, else ``partly``
+(``descriptive`` when it has none).
+
+Quotes
+------
+``quote_kind`` is ``"verbatim"`` when ``quote`` is the paper's own words, ``"paraphrase"`` when it is
+deepspan's wording of the paper's point; ``source`` names the location (section, appendix, figure) either way.
+
+Protocol
+--------
+``ExperimentResult.protocol`` records how the numbers were obtained: layers, centering, sample split
+and size, epochs and schedule, and experiment-specific settings (e.g. rows per draw and draws of the
+subspace match), so that a reader can follow each number to its sample set.
 """
 
 from __future__ import annotations
@@ -36,10 +50,13 @@ from deepspan._io import atomic_write_csv, atomic_write_json
 from deepspan.errors import InputError
 
 __all__ = ["Measured", "Condition", "Check", "Rule", "Claim", "ExperimentResult", "VERDICTS", "FORMAT",
+           "QUOTE_KINDS", "DESCRIPTIVE",
            "combine_verdicts", "save_result", "load_result", "result_path", "clean_json"]
 
 FORMAT = "deepspan-experiment/1"
 VERDICTS = ("reproduced", "partly", "not reproduced")
+DESCRIPTIVE = "descriptive"
+QUOTE_KINDS = ("verbatim", "paraphrase")
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 
 
@@ -211,23 +228,32 @@ class Claim:
 
     ``verdict`` is not passed in: it is computed by ``rule`` from ``measured`` (and ``context``:
     numbers the rule reads that are not shown as measured values of this claim, e.g. another
-    claim's). ``rule_text`` is the rule's words with the outcome of every check.
+    claim's). ``rule_text`` is the rule's words with the outcome of every check. ``rule=None``
+    makes the claim descriptive (no verdict). ``quote_kind`` says whether ``quote`` is verbatim.
     """
 
     id: str
     quote: str
     source: str
-    rule: Rule
+    rule: Rule | None
     measured: list[Measured] = field(default_factory=list)
     note: str = ""
     context: dict[str, Any] = field(default_factory=dict)
+    quote_kind: str = "paraphrase"
 
     def __post_init__(self) -> None:
         self.measured = [m if isinstance(m, Measured) else Measured(**m) for m in self.measured]
+        if self.quote_kind not in QUOTE_KINDS:
+            raise InputError(f"claim {self.id}: quote_kind must be one of {QUOTE_KINDS}, got {self.quote_kind!r}")
+        if not str(self.source).strip():
+            raise InputError(f"claim {self.id}: source must name the paper and the location of the quote")
         if isinstance(self.rule, dict):
             self.rule = Rule.from_dict(self.rule)
+        if self.rule is None:
+            return
         if not isinstance(self.rule, Rule):
-            raise InputError(f"claim {self.id}: rule must be a deepspan.results.Rule, got {type(self.rule).__name__}")
+            raise InputError(f"claim {self.id}: rule must be a deepspan.results.Rule or None, "
+                             f"got {type(self.rule).__name__}")
         values = self.values()
         missing = sorted({c.key for ch in self.rule.checks + self.rule.partial for c in ch.conditions} |
                          {c.ref for ch in self.rule.checks + self.rule.partial for c in ch.conditions
@@ -241,31 +267,41 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        return self.rule.verdict(self.values())
+        return DESCRIPTIVE if self.rule is None else self.rule.verdict(self.values())
 
     @property
     def rule_text(self) -> str:
+        if self.rule is None:
+            return "descriptive: no paper states this as a testable claim, so no verdict is given"
         return self.rule.text(self.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return clean_json({"id": self.id, "quote": self.quote, "source": self.source, "rule": self.rule_text,
-                           "verdict": self.verdict, "measured": [vars(m) for m in self.measured],
-                           "note": self.note, "rule_spec": self.rule.to_dict(), "context": self.context,
-                           "checks": [{"name": c.name, "passed": c.passed(self.values())} for c in self.rule.checks]})
+        checks = [] if self.rule is None else [{"name": c.name, "passed": c.passed(self.values())}
+                                               for c in self.rule.checks]
+        return clean_json({"id": self.id, "quote": self.quote, "quote_kind": self.quote_kind, "source": self.source,
+                           "rule": self.rule_text, "verdict": self.verdict,
+                           "measured": [vars(m) for m in self.measured], "note": self.note,
+                           "rule_spec": None if self.rule is None else self.rule.to_dict(),
+                           "context": self.context, "checks": checks})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Claim":
-        if "rule_spec" not in d:
-            raise InputError(f"claim {d.get('id')!r} has no rule_spec: it was saved by an older deepspan; "
-                             f"re-run that experiment with --force")
-        return cls(d["id"], d["quote"], d["source"], Rule.from_dict(d["rule_spec"]), d.get("measured", []),
-                   d.get("note", ""), d.get("context") or {})
+        if "rule_spec" not in d or "quote_kind" not in d:
+            raise InputError(f"claim {d.get('id')!r} has no rule_spec or quote_kind: it was saved by an older "
+                             f"deepspan; re-run that experiment with --force")
+        spec = d["rule_spec"]
+        return cls(d["id"], d["quote"], d["source"], None if spec is None else Rule.from_dict(spec),
+                   d.get("measured", []), d.get("note", ""), d.get("context") or {}, d["quote_kind"])
 
 
 def combine_verdicts(verdicts: list[str]) -> str:
-    """``reproduced`` if all are, ``not reproduced`` if all are, else ``partly``."""
+    """Over the judged (non-descriptive) verdicts: ``reproduced`` if all are, ``not reproduced`` if all
+    are, else ``partly``; ``descriptive`` when every claim is descriptive."""
     if not verdicts:
         raise InputError("an experiment needs at least one claim")
+    verdicts = [v for v in verdicts if v != DESCRIPTIVE]
+    if not verdicts:
+        return DESCRIPTIVE
     if all(v == "reproduced" for v in verdicts):
         return "reproduced"
     if all(v == "not reproduced" for v in verdicts):
@@ -292,6 +328,7 @@ class ExperimentResult:
     arrays: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     figures: str | None = None
+    protocol: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.claims = [c if isinstance(c, Claim) else Claim.from_dict(c) for c in self.claims]
@@ -318,14 +355,15 @@ class ExperimentResult:
         return clean_json({"name": self.name, "title": self.title, "paper": self.paper, "summary": self.summary,
                            "claims": [c.to_dict() for c in self.claims], "tables": self.tables,
                            "arrays": self.arrays, "provenance": self.provenance, "figures": self.figures,
-                           "format": FORMAT, "verdict": self.verdict})
+                           "protocol": self.protocol, "format": FORMAT, "verdict": self.verdict})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentResult:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             got = d.get("format") if isinstance(d, dict) else type(d).__name__
             raise InputError(f"not a deepspan experiment result (format {got!r}, expected {FORMAT!r})")
-        keep = {k: d[k] for k in ("name", "title", "paper", "summary", "tables", "arrays", "provenance", "figures")
+        keep = {k: d[k] for k in ("name", "title", "paper", "summary", "tables", "arrays", "provenance", "figures",
+                          "protocol")
                 if k in d}
         return cls(claims=[Claim.from_dict(c) for c in d.get("claims", [])], **keep)
 

@@ -19,7 +19,7 @@ from deepspan.experiments.context import ReproContext, one_blas_thread
 from deepspan.experiments.registry import EXPERIMENTS, get
 from deepspan.results import ExperimentResult, load_result, result_path, save_result
 
-__all__ = ["reproduce", "is_done"]
+__all__ = ["reproduce", "is_done", "write_models", "MODELS_FILE"]
 
 
 def is_done(ctx: ReproContext, name: str) -> bool:
@@ -31,7 +31,7 @@ def is_done(ctx: ReproContext, name: str) -> bool:
         d = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return d.get("provenance", {}).get("config_fingerprint") == ctx.cfg.fingerprint() and "rule_spec" in \
+    return d.get("provenance", {}).get("config_fingerprint") == ctx.cfg.fingerprint() and "quote_kind" in \
         ((d.get("claims") or [{}])[0])
 
 
@@ -52,12 +52,29 @@ def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-re
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     with one_blas_thread():
         results = _run_all(ctx, names, say, force)
+    write_models(ctx)
     if report:
         from deepspan.report import write_report
 
         path = write_report(ctx.out, order=list(EXPERIMENTS))
         say(f"report: {path}")
     return results
+
+
+MODELS_FILE = "models.json"
+
+
+def write_models(ctx: ReproContext) -> Path:
+    """Write ``OUT/models.json``: one record per trained zoo run (:meth:`RunStore.model_record`), in config
+    order, then the second seeds; the generalisation population is described in its own result."""
+    from deepspan._io import atomic_write_json
+    from deepspan.results import clean_json
+
+    names = [n for n in ctx.cfg.names] + [f"{m}@s{ctx.cfg.seed + 1}" for m in ctx.cfg.match_models]
+    records = [ctx.runs.model_record(n) for n in names if (ctx.runs.runs_dir / n / "manifest.json").is_file()]
+    path = ctx.out / MODELS_FILE
+    atomic_write_json(path, {"format": "deepspan-models/1", "models": clean_json(records)})
+    return path
 
 
 def _run_all(ctx: ReproContext, names: list[str], say: Callable[[str], Any],

@@ -17,7 +17,9 @@ from deepspan.errors import InputError
 from deepspan.experiments.config import ModelSpec, ReproduceConfig
 from deepspan.experiments.splits import DataSplits
 
-__all__ = ["RunStore"]
+__all__ = ["RunStore", "EVAL_SIZE"]
+
+EVAL_SIZE = 2000  # training images of the evaluation loss, the training accuracy and the linear probe's fit
 
 
 class RunStore:
@@ -75,6 +77,15 @@ class RunStore:
         """Block layers of run ``name``'s model, input to output (its feature layer among them)."""
         return list(self._layer_info(name)[0])
 
+    def output_layer(self, name: str) -> str | None:
+        """The model's output module read as a sensitivity layer: a classifier's logits (``classifier``),
+        SimCLR's projection head (``head``); None for the autoencoder (its output is the image)."""
+        m = self.factory(name)()
+        for candidate in ("classifier", "head"):
+            if hasattr(m, candidate):
+                return candidate
+        return None
+
     def feature_layer(self, name: str) -> str:
         """The layer whose features the papers study (penultimate / bottleneck / encoder output)."""
         return self._layer_info(name)[1]
@@ -90,26 +101,52 @@ class RunStore:
         """
         import torch
 
+        import math
+
         from deepspan.zoo.train import read_manifest, train
 
         if spec is not None:
             self.register(name, spec)
+        spec = self.spec(name)
         folder = self.runs_dir / name
-        epochs = self.cfg.epochs if epochs is None else epochs
+        epochs = (spec.epochs or self.cfg.epochs) if epochs is None else epochs
         if (folder / "manifest.json").is_file():
             m = read_manifest(folder)
             if m.get("complete") and m.get("epochs") == epochs:
                 return m
-        spec = self.spec(name)
         seed = self.seed_of(name) if seed is None else seed
+        train_data = self.data.train if data is None else data
+        if iterations is None:
+            iterations = self.cfg.iterations(math.ceil(len(train_data) / self.cfg.batch_size))
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = self.factory(name)()
-        train(model, self.data.train if data is None else data, paradigm=spec.paradigm, epochs=epochs,
-              batch_size=self.cfg.batch_size, optimizer=spec.optimizer, lr=spec.lr, seed=seed, out_dir=folder,
-              checkpoint_iterations=self.cfg.iterations if iterations is None else iterations,
-              test_data=self.data.test, progress=self.progress)
+        train(model, train_data, paradigm=spec.paradigm, epochs=epochs, batch_size=self.cfg.batch_size,
+              optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay, schedule=spec.schedule,
+              seed=seed, out_dir=folder, checkpoint_iterations=iterations, test_data=self.data.test,
+              progress=self.progress, eval_size=EVAL_SIZE)
         return read_manifest(folder)
+
+    def model_record(self, name: str) -> dict[str, Any]:
+        """One row of the report's models table: architecture, paradigm, parameters, epochs, optimiser and
+        schedule, training images, final train / test (or linear-probe) accuracy and the chance level."""
+        m = self.manifest(name)
+        spec = self.spec(name)
+        model = self.factory(name)()
+        final = m["checkpoints"][-1]
+        supervised = spec.paradigm == "supervised"
+        return {"name": name, "architecture": type(model).__name__, "widths": list(spec.widths),
+                "paradigm": spec.paradigm, "parameters": int(sum(p.numel() for p in model.parameters())),
+                "epochs": int(m["epochs"]), "optimizer": spec.describe(), "batch_size": self.cfg.batch_size,
+                "n_train": int(m["config"]["n_samples"]), "seed": self.seed_of(name),
+                "checkpoints": len(m["checkpoints"]), "feature_layer": self.feature_layer(name),
+                "train_accuracy": final.get("train_accuracy"),
+                "test_accuracy": final.get("test_accuracy") if supervised else None,
+                "probe_accuracy": None if supervised else final.get("probe_accuracy"),
+                "n_test": len(self.data.test), "chance": 1.0 / self.data.n_classes,
+                "accuracy_note": ("arg-max accuracy on the test split" if supervised else
+                                  f"linear probe (ridge) on the {self.feature_layer(name)} features: fit on "
+                                  f"{EVAL_SIZE} training images, scored on the test split")}
 
     # ------------------------------------------------------------------ checkpoints
     def manifest(self, name: str) -> dict[str, Any]:

@@ -14,10 +14,13 @@ __all__ = ["DataSplits"]
 
 
 class DataSplits:
-    """Training split, test split and the fixed probe of a reproduction (loaded once, on first use).
+    """Training split, test split and the two fixed probes of a reproduction (loaded once, on first use).
 
-    The probe is a seeded, class-balanced subset of the test split (held-out images, so a P-vector
-    describes the feature space, not memorised training points).
+    * ``probe`` -- a seeded, class-balanced subset of the test split (held-out images): the
+      convergence curves and model-vs-model angles;
+    * ``train_probe`` -- a seeded, class-balanced subset of the training images the models were
+      trained on, without augmentation: model-vs-data angles and the layer-wise study (Liu et al.
+      compare with the data P-vector "on the training dataset", A.4), the spectrum and neural collapse.
     """
 
     def __init__(self, cfg: ReproduceConfig) -> None:
@@ -60,6 +63,19 @@ class DataSplits:
         """Seeded class-balanced subset of the test split: the fixed sample set of every P-vector."""
         return probe_subset(self._test_full, min(self.cfg.n_probe, len(self._test_full)), seed=self.cfg.seed)
 
+    @cached_property
+    def train_probe(self) -> Dataset:
+        """Seeded class-balanced subset of the training split (the first ``n_train`` images), no augmentation."""
+        return probe_subset(self.train, min(self.cfg.n_train_probe, len(self.train)), seed=self.cfg.seed)
+
+    def probe_of(self, split: str) -> Dataset:
+        """The probe of ``split``: ``"test"`` (:attr:`probe`) or ``"train"`` (:attr:`train_probe`)."""
+        if split == "test":
+            return self.probe
+        if split == "train":
+            return self.train_probe
+        raise InputError(f"unknown probe split {split!r}; choose 'train' or 'test'")
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.train.X.shape[1:])  # type: ignore[return-value]
@@ -67,6 +83,10 @@ class DataSplits:
     @property
     def n_classes(self) -> int:
         return int(self._train_full.y.max()) + 1
+
+    def subset_train(self, n: int) -> Dataset:
+        """The first ``n`` training images (a smaller training set of the generalisation population)."""
+        return self._head(self._train_full, n)
 
     def noisy_train(self, n: int, noise: float, seed: int) -> Dataset:
         """The first ``n`` training images with a fraction ``noise`` of labels replaced by uniform random ones.

@@ -12,11 +12,11 @@ layout and :mod:`deepspan.zoo.augment` for the augmentations.
 """
 
 from deepspan.zoo.augment import Augment, gaussian_noise, random_affine, random_translate
-from deepspan.zoo.models import MLP, MODELS, ConvAutoencoder, ResidualBlock, ResNetStyle, SimCLR, SmallCNN
+from deepspan.zoo.models import MLP, MODELS, ConvAutoencoder, ResidualBlock, ResNetStyle, SimCLR, SmallCNN, VGGStyle
 from deepspan.zoo.train import PARADIGMS, TrainResult, linear_probe, nt_xent, read_manifest, train
 
 __all__ = [
-    "MLP", "SmallCNN", "ResNetStyle", "ResidualBlock", "ConvAutoencoder", "SimCLR", "MODELS",
+    "MLP", "SmallCNN", "VGGStyle", "ResNetStyle", "ResidualBlock", "ConvAutoencoder", "SimCLR", "MODELS",
     "Augment", "random_translate", "random_affine", "gaussian_noise",
     "train", "TrainResult", "read_manifest", "nt_xent", "linear_probe", "PARADIGMS",
 ]

@@ -27,7 +27,8 @@ Checkpoints and resuming (``out_dir``)
   configuration and, per checkpoint, label, file, epoch, iteration (global step),
   ``loss`` (mean training loss since the previous checkpoint; None for init),
   ``eval_loss`` (the loss on a fixed evaluation subset, same definition at every
-  checkpoint) and accuracies.
+  checkpoint) and accuracies (inside epoch 1: the training accuracy only; the
+  test accuracy and the linear probe at ``init`` and at every epoch end).
 * ``resume.pt`` (atomic) holds model, optimizer, generator and torch RNG states
   and the manifest entries at the last complete epoch (or at init). Calling
   :func:`train` again with the same ``out_dir`` and configuration continues from
@@ -63,9 +64,10 @@ from torch import nn
 from deepspan._io import atomic_write_bytes, atomic_write_json
 from deepspan.errors import InputError
 
-__all__ = ["train", "TrainResult", "nt_xent", "linear_probe", "read_manifest", "PARADIGMS"]
+__all__ = ["train", "TrainResult", "nt_xent", "linear_probe", "read_manifest", "lr_at", "PARADIGMS", "SCHEDULES"]
 
 PARADIGMS = ("supervised", "autoencoder", "simclr")
+SCHEDULES = ("constant", "cosine", "steps")
 MANIFEST = "manifest.json"
 RESUME = "resume.pt"
 FORMAT = "deepspan-zoo-run/1"
@@ -194,8 +196,12 @@ class _Evaluator:
         fs = extract(model, X, model.feature_layer, policy="flatten", batch_size=self.batch_size, progress=False)
         return fs.features[model.feature_layer]
 
-    def __call__(self, model: nn.Module) -> dict:
-        """The metrics of one checkpoint record, measured in eval mode (the model's mode is restored)."""
+    def __call__(self, model: nn.Module, full: bool = True) -> dict:
+        """The metrics of one checkpoint record, measured in eval mode (the model's mode is restored).
+
+        ``full=False`` (checkpoints inside epoch 1) measures the evaluation loss and the training
+        accuracy only: the test accuracy and the linear probe are left to the epoch ends.
+        """
         if not self.enabled:
             return {}
         was_training = model.training
@@ -203,17 +209,17 @@ class _Evaluator:
         try:
             out: dict[str, Any] = {"eval_loss": self.loss(model)}
             if self.paradigm == "supervised":
-                out.update(self.supervised_accuracies(model))
-            elif self.y is not None and hasattr(model, "feature_layer"):
+                out.update(self.supervised_accuracies(model, test=full))
+            elif full and self.y is not None and hasattr(model, "feature_layer"):
                 out.update(self.probe_accuracy(model))
             return out
         finally:
             model.train(was_training)
 
-    def supervised_accuracies(self, model: nn.Module) -> dict[str, float]:
-        """Arg-max accuracy on the evaluation subset and, when labelled, on the test data."""
+    def supervised_accuracies(self, model: nn.Module, test: bool = True) -> dict[str, float]:
+        """Arg-max accuracy on the evaluation subset and, when labelled and ``test``, on the test data."""
         out = {"train_accuracy": self.accuracy(model, self.X, self.y)}
-        if self.test is not None and self.test[1] is not None:
+        if test and self.test is not None and self.test[1] is not None:
             out["test_accuracy"] = self.accuracy(model, *self.test)
         return out
 
@@ -277,6 +283,24 @@ def _make_optimizer(model: nn.Module, name: str, lr: float | None, momentum: flo
     raise InputError(f"unknown optimizer {name!r}; choose 'sgd' or 'adam'.")
 
 
+def lr_at(base: float, schedule: str, step: int, total: int) -> float:
+    """The learning rate of global step ``step`` (0-based) of ``total`` under ``schedule``.
+
+    * ``"constant"``: ``base`` throughout.
+    * ``"cosine"``: ``base * (1 + cos(pi * step / total)) / 2`` -- the cosine annealing of Loshchilov &
+      Hutter (ICLR 2017, SGDR) without restarts, set per step.
+    * ``"steps"``: ``base``, then ``base / 10`` from 50 % and ``base / 100`` from 75 % of the steps --
+      the schedule of Wang et al.'s official training code (x0.1 at epochs 80 and 120 of 160).
+    """
+    if schedule == "constant" or total <= 0:
+        return base
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    if schedule == "steps":
+        return base * (0.1 ** ((step >= 0.5 * total) + (step >= 0.75 * total)))
+    raise InputError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}.")
+
+
 @dataclass
 class _Run:
     """One training run: what :func:`train` sets up, what the epochs advance and what the checkpoints record.
@@ -295,6 +319,8 @@ class _Run:
     temperature: float
     augment: Callable | None
     steps_per_epoch: int
+    schedule: str
+    base_lr: float
     within: list[int]
     config: dict
     evaluator: _Evaluator
@@ -320,10 +346,10 @@ class _Run:
                                             "torch_rng": torch.get_rng_state(), "records": json.dumps(self.records),
                                             "config": json.dumps(self.config)})
 
-    def checkpoint(self, label: str, epoch: int, iteration: int, loss: float | None) -> dict:
-        """Evaluate the model, append its record and save ``<label>.pt``."""
+    def checkpoint(self, label: str, epoch: int, iteration: int, loss: float | None, full: bool = True) -> dict:
+        """Evaluate the model (``full``: with test accuracy / linear probe), append its record and save ``<label>.pt``."""
         rec = {"label": label, "file": f"{label}.pt", "epoch": epoch, "iteration": iteration, "loss": loss}
-        rec.update(self.evaluator(self.model))
+        rec.update(self.evaluator(self.model, full))
         self.records.append(rec)
         if self.out is not None:
             _save_state(self.out / rec["file"], self.model.state_dict())
@@ -334,18 +360,24 @@ class _Run:
             self.callback(rec, self.model)
 
 
-def _check_arguments(paradigm: str, epochs: int, batch_size: int) -> None:
+def _check_arguments(paradigm: str, epochs: int, batch_size: int, schedule: str = "constant") -> None:
     if paradigm not in PARADIGMS:
         raise InputError(f"unknown paradigm {paradigm!r}; choose one of {', '.join(PARADIGMS)}.")
+    if schedule not in SCHEDULES:
+        raise InputError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}.")
     if epochs < 0 or batch_size < 1:
         raise InputError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}.")
 
 
 def _run_config(model: nn.Module, paradigm: str, n: int, batch_size: int, optimizer: str, lr: float | None,
                 seed: int, temperature: float, momentum: float, weight_decay: float, augment: Callable | None,
-                within: list[int], eval_size: int) -> dict:
-    """The configuration written to the manifest; a resumed run must have the same one."""
-    return {"paradigm": paradigm, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "seed": seed,
+                within: list[int], eval_size: int, schedule: str = "constant", epochs: int = 0) -> dict:
+    """The configuration written to the manifest; a resumed run must have the same one.
+
+    A decaying schedule depends on the total number of steps, so its epochs are part of the configuration.
+    """
+    extra = {} if schedule == "constant" else {"schedule": schedule, "schedule_epochs": epochs}
+    return {**extra, "paradigm": paradigm, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "seed": seed,
             "temperature": temperature if paradigm == "simclr" else None, "momentum": momentum,
             "weight_decay": weight_decay, "n_samples": n, "model": type(model).__name__,
             "augment": None if augment is None else repr(augment), "checkpoint_iterations": within,
@@ -399,6 +431,10 @@ def _train_epoch(run: _Run, epoch: int, bar: Any, show: bool) -> tuple[float, in
     for b in bar:
         idx = perm[b * batch_size : (b + 1) * batch_size]
         xb, yb = X[idx], (None if y is None else y[idx])
+        if run.schedule != "constant":
+            rate = lr_at(run.base_lr, run.schedule, run.step, run.epochs * run.steps_per_epoch)
+            for group in run.opt.param_groups:
+                group["lr"] = rate
         loss = _loss(run.model, run.paradigm, xb, yb, run.temperature, run.augment, run.g)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -413,7 +449,7 @@ def _train_epoch(run: _Run, epoch: int, bar: Any, show: bool) -> tuple[float, in
         if show:
             bar.set_postfix(loss=f"{run_loss / run_n:.4f}")
         if epoch == 1 and run.step in run.within:
-            rec = run.checkpoint(f"e0-i{run.step}", 0, run.step, run_loss / run_n)
+            rec = run.checkpoint(f"e0-i{run.step}", 0, run.step, run_loss / run_n, full=False)
             run.model.train()
             run.write_manifest(False)
             run.notify(rec)
@@ -465,6 +501,7 @@ def train(
     augment: Callable | None = None,
     momentum: float = 0.9,
     weight_decay: float = 0.0,
+    schedule: str = "constant",
     eval_size: int = 1000,
     callback: Callable[[dict, nn.Module], None] | None = None,
 ) -> TrainResult:
@@ -476,6 +513,7 @@ def train(
     paradigm : ``"supervised"`` (cross-entropy), ``"autoencoder"`` (reconstruction MSE) or
         ``"simclr"`` (NT-Xent with ``temperature``, Chen et al. 2020).
     optimizer, lr, momentum, weight_decay : ``"sgd"`` (default lr 0.05, momentum 0.9) or ``"adam"`` (lr 1e-3).
+    schedule : ``"constant"``, ``"cosine"`` or ``"steps"`` (:func:`lr_at`), set per step over all ``epochs``.
     seed : seeds ``torch.manual_seed`` and the generator for shuffling and augmentation.
     out_dir : write checkpoints, ``manifest.json`` and ``resume.pt`` here; an existing run with the
         same configuration is resumed from its last complete epoch.
@@ -486,7 +524,7 @@ def train(
     progress : tqdm bars with loss/accuracy (default: only when stderr is a terminal).
     callback : ``callback(record, model)`` after each checkpoint record (also without ``out_dir``).
     """
-    _check_arguments(paradigm, epochs, batch_size)
+    _check_arguments(paradigm, epochs, batch_size, schedule)
     X, y = _tensors(data, "data")
     if paradigm == "supervised" and y is None:
         raise InputError("supervised training needs labels; pass a Dataset with y or an (X, y) pair.")
@@ -499,7 +537,7 @@ def train(
     steps_per_epoch = math.ceil(n / batch_size)
     within = sorted({int(k) for k in checkpoint_iterations if 0 < int(k) < steps_per_epoch})
     config = _run_config(model, paradigm, n, batch_size, optimizer, lr, seed, temperature, momentum, weight_decay,
-                         augment, within, eval_size)
+                         augment, within, eval_size, schedule, epochs)
     evaluator = _Evaluator(paradigm, X, y, test, eval_size, 256, temperature, augment, seed)
 
     previous_det = torch.are_deterministic_algorithms_enabled()
@@ -510,7 +548,8 @@ def train(
         g = torch.Generator().manual_seed(seed)
         opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
         run = _Run(model=model, X=X, y=y, paradigm=paradigm, epochs=epochs, batch_size=batch_size, lr=lr,
-                   temperature=temperature, augment=augment, steps_per_epoch=steps_per_epoch, within=within,
+                   temperature=temperature, augment=augment, steps_per_epoch=steps_per_epoch,
+                   schedule=schedule, base_lr=float(opt.param_groups[0]["lr"]), within=within,
                    config=config, evaluator=evaluator, opt=opt, g=g,
                    out=Path(out_dir) if out_dir is not None else None, callback=callback)
         _setup_or_resume(run)

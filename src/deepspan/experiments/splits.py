@@ -63,10 +63,18 @@ class DataSplits:
         """Seeded class-balanced subset of the test split: the fixed sample set of every P-vector."""
         return probe_subset(self._test_full, min(self.cfg.n_probe, len(self._test_full)), seed=self.cfg.seed)
 
+    @property
+    def train_probe_pool(self) -> int:
+        """How many leading training images the training probe is drawn from: every model of the reproduction
+        (the generalisation population's smallest training set included) was trained on all of them."""
+        smallest = min(self.cfg.population_sizes) if self.cfg.population_sizes else self.cfg.n_train
+        return int(min(len(self.train), max(smallest, 2 * self.cfg.n_train_probe)))
+
     @cached_property
     def train_probe(self) -> Dataset:
-        """Seeded class-balanced subset of the training split (the first ``n_train`` images), no augmentation."""
-        return probe_subset(self.train, min(self.cfg.n_train_probe, len(self.train)), seed=self.cfg.seed)
+        """Seeded class-balanced subset of the first :attr:`train_probe_pool` training images, no augmentation."""
+        pool = self._head(self.train, self.train_probe_pool)
+        return probe_subset(pool, min(self.cfg.n_train_probe, len(pool)), seed=self.cfg.seed)
 
     def probe_of(self, split: str) -> Dataset:
         """The probe of ``split``: ``"test"`` (:attr:`probe`) or ``"train"`` (:attr:`train_probe`)."""

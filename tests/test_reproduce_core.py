@@ -128,7 +128,7 @@ def test_result_errors(tmp_path):
     with pytest.raises(InputError, match="measured keys must be unique, repeated: \\['a'\\]"):
         ExperimentResult("e", "t", "p", "s", [Claim("c1", "q", "s", rule, [Measured("a", "A", 1)]),
                                               Claim("c2", "q", "s", rule, [Measured("a", "B", 2)])])
-    with pytest.raises(InputError, match="rule must be a deepspan.results.Rule, got str"):
+    with pytest.raises(InputError, match="rule must be a deepspan.results.Rule or None, got str"):
         Claim("c1", "q", "s", "r")
     with pytest.raises(InputError, match="its rule reads \\['a', 'b'\\], which are neither measured nor in context"):
         Claim("c1", "q", "s", Rule("r", (Check("x", (Condition("a", ">", "b"),)),)))
@@ -209,38 +209,130 @@ def test_noisy_labels_are_seeded_and_about_the_asked_fraction(tmp_path):
 
 
 # ---------------------------------------------------------------- experiment 1 rules on synthetic curves
-def _rows(model, curve):
+def _rows(model, curve, centered=False, **extra):
     """Rows of a synthetic convergence table: curve = [(label, angle), ...] in training order."""
-    return [{"model": model, "checkpoint": lab, "target": "own final", "centered": False, "angle": a}
+    return [{"model": model, "checkpoint": lab, "target": "own final", "centered": centered, "angle": a, **extra}
             for lab, a in curve]
 
 
-def test_convergence_rules_on_planted_curves():
-    good = [("init", 75.0), ("e0-i2", 80.0), ("e0-i5", 60.0), ("e1", 30.0), ("e2", 12.0), ("e3", 5.0), ("e4", 0.0)]
-    flat = [("init", 20.0), ("e0-i2", 19.0), ("e1", 18.0), ("e2", 25.0), ("e3", 15.0), ("e4", 0.0)]
-    rows = _rows("a", good) + _rows("b", flat)
-    claims = {c.id: c for c in convergence._claims(rows, {}, ["a", "b"])}
-    m = {x.key: x.value for c in claims.values() for x in c.measured}
-    assert m["a_init"] == 75.0 and m["a_before_end"] == 5.0
-    assert claims["c1"].verdict == "partly" and "1/2 passed" in claims["c1"].rule_text
-    # b rises by 7 deg from e1 to e2: one break, allowed ("quasi"-monotone); a has none
-    assert m["a_breaks"] == 0 and m["b_breaks"] == 1 and claims["c2"].verdict == "reproduced"
-    assert m["a_rise"] == pytest.approx(5.0) and m["b_rise"] == pytest.approx(-1.0)
-    assert claims["c3"].verdict == "partly"
-    two_breaks = [("init", 80.0), ("e1", 10.0), ("e2", 20.0), ("e3", 5.0), ("e4", 9.0), ("e5", 0.0)]
-    c = {c.id: c for c in convergence._claims(_rows("c", two_breaks), {}, ["c"])}
-    assert c["c2"].verdict == "not reproduced" and "c3" not in c  # no checkpoints inside epoch 1
+# passes every convergence claim: init >= 70, last before final < 10, monotone epochs, a rise inside epoch 1
+GOOD = [("init", 75.0), ("e0-i1", 80.0), ("e0-i3", 78.0), ("e1", 40.0), ("e2", 20.0), ("e3", 5.0), ("e4", 0.0)]
+# fails every one: init 30 < 70, e3 35 >= 10; rises of 10 and 15 deg between epochs; no rise inside epoch 1
+BAD = [("init", 30.0), ("e0-i1", 29.5), ("e0-i3", 25.0), ("e1", 40.0), ("e2", 20.0), ("e3", 35.0), ("e4", 0.0)]
+IDS = ["c1", "c1_centered", "c2", "c2_centered", "c3", "c3_centered"]
 
 
-def test_convergence_c1_is_judged_under_both_readings():
-    unc = [("init", 12.0), ("e1", 8.0), ("e2", 4.0), ("e3", 0.0)]
-    cen = [("init", 75.0), ("e1", 40.0), ("e2", 10.0), ("e3", 0.0)]
-    rows = _rows("a", unc) + [{**r, "centered": True} for r in _rows("a", cen)]
-    claims = {c.id: c for c in convergence._claims(rows, {}, ["a"])}
-    assert claims["c1"].verdict == "not reproduced"          # 12 deg < 40 deg at initialisation
-    assert claims["c1_centered"].verdict == "reproduced"     # 75 deg -> 10 deg <= 0.3 x 75
-    m = {x.key: x.value for x in claims["c1_centered"].measured}
-    assert m == {"centered_a_init": 75.0, "centered_a_before_end": 10.0}
+def _conv(rows, names):
+    claims = convergence._claims(rows, {}, names)
+    return {c.id: c for c in claims}
+
+
+@pytest.mark.parametrize("curves,verdict,passed", [((GOOD, GOOD), "reproduced", 2), ((GOOD, BAD), "partly", 1),
+                                                   ((BAD, GOOD), "partly", 1), ((BAD, BAD), "not reproduced", 0)])
+def test_convergence_verdicts_on_planted_curves(curves, verdict, passed):
+    rows = [r for m, curve in zip("ab", curves) for c in (False, True) for r in _rows(m, curve, c)]
+    claims = _conv(rows, ["a", "b"])
+    assert list(claims) == IDS
+    for c in claims.values():
+        assert c.verdict == verdict and f"({passed}/2 passed)" in c.rule_text
+        assert [ch.name for ch in c.rule.checks] == ["a", "b"] and c.rule.partial == ()
+        assert c.quote_kind == "verbatim" and c.source.startswith("Liu et al.")
+
+
+def test_convergence_measured_values():
+    rows = _rows("a", GOOD) + _rows("b", BAD) + _rows("a", BAD, True) + _rows("b", GOOD, True)
+    claims = _conv(rows, ["a", "b"])
+    v = {k: x for c in claims.values() for k, x in c.values().items()}
+    assert (v["a_init"], v["a_before_end"], v["b_init"], v["b_before_end"]) == (75.0, 5.0, 30.0, 35.0)
+    assert (v["centered_a_init"], v["centered_a_before_end"]) == (30.0, 35.0)
+    assert (v["a_breaks"], v["b_breaks"], v["centered_a_breaks"], v["centered_b_breaks"]) == (0, 2, 2, 0)
+    assert (v["a_peak_epoch1"], v["a_rise"], v["a_e1"]) == (80.0, 5.0, 40.0)
+    assert (v["b_peak_epoch1"], v["b_e1"]) == (29.5, 40.0) and v["b_rise"] == pytest.approx(-0.5)
+    assert "(e3, uncentered)" in next(m.label for m in claims["c1"].measured if m.key == "a_before_end")
+    # the two readings are judged apart: a passes uncentered and fails centered, b the other way round
+    for cid in IDS:
+        want = [True, False] if "centered" not in cid else [False, True]
+        assert [ch.passed(claims[cid].values()) for ch in claims[cid].rule.checks] == want
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_convergence_readings_are_independent(center):
+    """Changing one reading's curves never moves the other reading's claims."""
+    base = [r for m in "ab" for c in (False, True) for r in _rows(m, GOOD, c)]
+    other = [r for r in base if r["centered"] != center] + [r for m in "ab" for r in _rows(m, BAD, center)]
+    a, b = _conv(base, ["a", "b"]), _conv(other, ["a", "b"])
+    for cid in IDS:
+        moved = cid.endswith("_centered") == center
+        assert b[cid].verdict == ("not reproduced" if moved else "reproduced")
+        if not moved:
+            assert b[cid].to_dict() == a[cid].to_dict()
+
+
+def test_convergence_reads_only_the_feature_layer_test_split_own_final_rows():
+    """Rows of the training probe, the output layer and the other targets do not enter any claim."""
+    rows = [r for m in "ab" for c in (False, True) for r in _rows(m, GOOD, c)]
+    want = {cid: c.to_dict() for cid, c in _conv(rows, ["a", "b"]).items()}
+    noise = [r for m in "ab" for c in (False, True) for r in
+             _rows(m, BAD, c, split="train") + _rows(m, BAD, c, layer_role="output") +
+             [{**x, "target": "data"} for x in _rows(m, BAD, c)] +
+             [{**x, "target": "final b"} for x in _rows(m, BAD, c)]]
+    rows_tagged = [{**r, "split": "test", "layer_role": "feature"} for r in rows]
+    for mixed in (rows + noise, noise + rows_tagged, rows_tagged[::2] + noise + rows_tagged[1::2]):
+        got = {cid: c.to_dict() for cid, c in _conv(_training_order(mixed), ["a", "b"]).items()}
+        assert got == want
+
+
+def _training_order(rows):
+    order = [lab for lab, _ in GOOD]
+    return sorted(rows, key=lambda r: order.index(r["checkpoint"]))
+
+
+@pytest.mark.parametrize("init,before_end,ok", [(70.0, 9.99, True), (69.99, 1.0, False), (80.0, 10.0, False),
+                                                (90.0, 0.0, True), (float("nan"), 1.0, False)])
+def test_convergence_c1_boundaries(init, before_end, ok):
+    """The paper's numbers: the initial angle >= 70 deg and the last checkpoint before the final one < 10 deg."""
+    c = _conv(_rows("a", [("init", init), ("e1", 30.0), ("e2", before_end), ("e3", 0.0)]), ["a"])["c1"]
+    assert c.verdict == ("reproduced" if ok else "not reproduced")
+
+
+@pytest.mark.parametrize("epochs,breaks", [
+    ([60.0, 40.0, 42.0, 10.0, 0.0], 0),        # a rise of exactly 2 deg is within the tolerance
+    ([60.0, 40.0, 42.01, 10.0, 0.0], 1),       # just above: one break, still quasi-monotone
+    ([60.0, 40.0, 45.0, 10.0, 13.0, 0.0], 2),  # two breaks
+    ([10.0, 40.0, 80.0, 85.0, 0.0], 3),
+])
+def test_convergence_c2_breaks_over_epoch_ends(epochs, breaks):
+    curve = [("init", epochs[0])] + [(f"e{i}", a) for i, a in enumerate(epochs[1:], start=1)]
+    # checkpoints inside epoch 1 with wild jumps are not part of the epoch-to-epoch series
+    curve[1:1] = [("e0-i1", 5.0), ("e0-i2", 89.0), ("e0-i3", 1.0)]
+    c = _conv(_rows("a", curve), ["a"])
+    assert c["c2"].values()["a_breaks"] == breaks
+    assert c["c2"].verdict == ("reproduced" if breaks <= 1 else "not reproduced")
+
+
+@pytest.mark.parametrize("within,e1,ok", [((61.0,), 40.0, False),    # a rise of exactly 1 deg: not more than 1
+                                          ((61.01,), 40.0, True), ((60.5, 61.0), 40.0, False),
+                                          ((70.0,), 70.0, False),    # end of epoch 1 not below the peak
+                                          ((50.0, 75.0, 30.0), 74.9, True),
+                                          ((59.0, 55.0), 10.0, False)])  # falls from the start: no rise
+def test_convergence_c3_rise_inside_epoch1(within, e1, ok):
+    curve = [("init", 60.0)] + [(f"e0-i{i}", a) for i, a in enumerate(within, start=1)] + [("e1", e1), ("e2", 0.0)]
+    c = _conv(_rows("a", curve), ["a"])["c3"]
+    v = c.values()
+    assert v["a_peak_epoch1"] == max(within) and v["a_e1"] == e1
+    assert v["a_rise"] == pytest.approx(max(within) - 60.0)
+    assert c.verdict == ("reproduced" if ok else "not reproduced")
+
+
+def test_convergence_claims_need_their_checkpoints():
+    # no checkpoint inside epoch 1: no c3 claims; a single checkpoint: no c1 claims (c2 is still judged)
+    no_within = [(lab, a) for lab, a in GOOD if not lab.startswith("e0-")]
+    assert list(_conv(_rows("a", no_within) + _rows("a", no_within, True), ["a"])) == IDS[:4]
+    assert list(_conv(_rows("a", [("init", 80.0)]) + _rows("a", [("init", 80.0)], True), ["a"])) == \
+        ["c2", "c2_centered"]
+    # one model without the checkpoints drops the claim for all (it cannot be judged on the others alone)
+    rows = _rows("a", GOOD) + _rows("b", no_within)
+    assert "c3" not in _conv(rows, ["a", "b"]) and _conv(rows, ["a"])["c3"].verdict == "reproduced"
 
 
 def test_position_in_epochs():
@@ -253,6 +345,15 @@ def test_is_done_depends_on_the_fingerprint(tmp_path):
     res = _result()
     res.name = "convergence"
     res.provenance["config_fingerprint"] = ctx.cfg.fingerprint()
+    assert not is_done(ctx, "convergence")
+    save_result(res, ctx.results_dir)
+    assert is_done(ctx, "convergence")
+    # a result saved before claims carried their quote kind is stale: computed again
+    path = ctx.results_dir / "convergence.json"
+    d = json.loads(path.read_text())
+    for c in d["claims"]:
+        del c["quote_kind"]
+    path.write_text(json.dumps(d))
     assert not is_done(ctx, "convergence")
     save_result(res, ctx.results_dir)
     assert is_done(ctx, "convergence")
@@ -325,3 +426,5 @@ def test_force_recomputes_a_saved_result(tmp_path, monkeypatch):
     assert len(calls) == 1
     rp.reproduce(cfg, tmp_path, only=["convergence"], report=False, progress=False, log=lambda s: None, force=True)
     assert len(calls) == 2
+    # every reproduce writes the models table; no run was trained here, so it lists none
+    assert json.loads((tmp_path / rp.MODELS_FILE).read_text()) == {"format": "deepspan-models/1", "models": []}

@@ -118,3 +118,105 @@ def test_load_result_errors_name_the_fix(tmp_path):
     (tmp_path / "toy.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(InputError, match="not a deepspan experiment result"):
         load_result(tmp_path, "toy")
+
+
+# ---------------------------------------------------------------- quote kinds, sources, descriptive claims, protocol
+JUDGED = Rule("x > 0", (Check("x", (Condition("x", ">", 0.0),)),))
+
+
+def _judged(x: float, id_: str = "j", key: str = "x") -> Claim:
+    rule = Rule(f"{key} > 0", (Check(key, (Condition(key, ">", 0.0),)),))
+    return Claim(id_, "a quote", "Paper 2020, Sec. 1", rule, [Measured(key, key, x)])
+
+
+def _descriptive(id_: str = "d", key: str = "y") -> Claim:
+    return Claim(id_, "the paper's words", "Paper 2020, App. A.4", None, [Measured(key, "y", 3.5, "deg")],
+                 quote_kind="verbatim", note="no number to judge by")
+
+
+def test_quote_kind_default_allowed_and_refused():
+    assert _judged(1.0).quote_kind == "paraphrase"
+    assert _descriptive().quote_kind == "verbatim"
+    for bad in ("exact", "Verbatim", "", None):
+        with pytest.raises(InputError, match="claim c: quote_kind must be one of \\('verbatim', 'paraphrase'\\)"):
+            Claim("c", "q", "Paper, Sec. 1", JUDGED, [Measured("x", "x", 1.0)], quote_kind=bad)
+
+
+@pytest.mark.parametrize("source", ["", "   ", "\n"])
+def test_source_must_not_be_empty(source):
+    with pytest.raises(InputError, match="claim c: source must name the paper and the location of the quote"):
+        Claim("c", "q", source, JUDGED, [Measured("x", "x", 1.0)])
+    with pytest.raises(InputError, match="source must name"):
+        Claim("c", "q", source, None, [Measured("x", "x", 1.0)])
+
+
+def test_descriptive_claim_has_no_verdict_and_no_checks():
+    c = _descriptive()
+    assert c.rule is None and c.verdict == "descriptive"
+    assert c.rule_text.startswith("descriptive: ")
+    d = c.to_dict()
+    assert d["verdict"] == "descriptive" and d["rule_spec"] is None and d["checks"] == []
+    assert d["quote_kind"] == "verbatim" and d["measured"][0]["value"] == 3.5
+    back = Claim.from_dict(d)
+    assert back.rule is None and back.verdict == "descriptive" and back.to_dict() == d
+    # a descriptive claim reads nothing, so any measured keys (or none) are accepted
+    assert Claim("e", "q", "P, Sec. 2", None).verdict == "descriptive"
+
+
+@pytest.mark.parametrize("verdicts,want", [
+    (["descriptive"], "descriptive"),
+    (["descriptive", "descriptive"], "descriptive"),
+    (["descriptive", "reproduced"], "reproduced"),
+    (["reproduced", "descriptive", "reproduced"], "reproduced"),
+    (["not reproduced", "descriptive"], "not reproduced"),
+    (["partly", "descriptive"], "partly"),
+    (["reproduced", "descriptive", "not reproduced"], "partly"),
+])
+def test_combine_verdicts_ignores_descriptive(verdicts, want):
+    assert combine_verdicts(verdicts) == want
+
+
+@pytest.mark.parametrize("xs,want", [((1.0,), "reproduced"), ((-1.0,), "not reproduced"),
+                                     ((1.0, -1.0), "partly"), ((), "descriptive")])
+def test_experiment_verdict_reads_judged_claims_only(xs, want, tmp_path):
+    claims = [_judged(x, f"j{i}", f"x{i}") for i, x in enumerate(xs)]
+    assert [c.verdict for c in claims] == ["reproduced" if x > 0 else "not reproduced" for x in xs]
+    res = ExperimentResult("toy", "Toy", "P", "s", claims + [_descriptive()])
+    assert res.verdict == want
+    save_result(res, tmp_path)
+    d = json.loads((tmp_path / "toy.json").read_text())
+    assert d["verdict"] == want and d["claims"][-1]["verdict"] == "descriptive"
+    assert load_result(tmp_path, "toy").verdict == want
+
+
+def test_protocol_round_trips(tmp_path):
+    protocol = {"layers": {"mlp": "relu2", "resnet": ["stem_relu", "blocks.0", "pool"]},
+                "centering": "both readings", "split": "train", "n_samples": 200,
+                "epochs": {"mlp": 10, "cnn": 6}, "schedule": {"mlp": "SGD lr 0.1, cosine schedule"},
+                "rows_per_draw": 10_000, "draws": 4, "note": None}
+    res = ExperimentResult("toy", "Toy", "P", "s", [_judged(1.0), _descriptive()], protocol=protocol)
+    assert res.to_dict()["protocol"] == protocol
+    save_result(res, tmp_path)
+    assert json.loads((tmp_path / "toy.json").read_text())["protocol"] == protocol
+    back = load_result(tmp_path, "toy")
+    assert back.protocol == protocol and back.to_dict() == res.to_dict()
+    assert [c.quote_kind for c in back.claims] == ["paraphrase", "verbatim"]
+    # no protocol: an empty record, also after loading
+    plain = ExperimentResult("plain", "Plain", "P", "s", [_judged(1.0)])
+    save_result(plain, tmp_path)
+    assert plain.protocol == {} and load_result(tmp_path, "plain").protocol == {}
+
+
+def test_claims_saved_without_quote_kind_are_refused(tmp_path):
+    d = _judged(1.0).to_dict()
+    del d["quote_kind"]
+    with pytest.raises(InputError, match="claim 'j' has no rule_spec or quote_kind: .*re-run that experiment with "
+                                         "--force"):
+        Claim.from_dict(d)
+    res = ExperimentResult("toy", "Toy", "P", "s", [_judged(1.0)])
+    save_result(res, tmp_path)
+    f = json.loads((tmp_path / "toy.json").read_text())
+    del f["claims"][0]["quote_kind"]
+    (tmp_path / "toy.json").write_text(json.dumps(f))
+    with pytest.raises(InputError, match="has no rule_spec or quote_kind"):
+        load_result(tmp_path, "toy")

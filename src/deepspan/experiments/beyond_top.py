@@ -80,12 +80,6 @@ def entry_stats(u: np.ndarray) -> dict[str, float]:
             "frac_sign_of_sum": float(np.mean(np.sign(u) == s)), "angle_to_ones": angle(u, ones)}
 
 
-def no_convergence(med: dict[int, float]) -> dict[int, bool]:
-    """For k = 2, 3: median before-end angle of u_k >= max(NO_CONV_MIN_DEG, NO_CONV_RATIO x that of u_1)."""
-    thr = max(NO_CONV_MIN_DEG, NO_CONV_RATIO * med[1])
-    return {k: bool(np.isfinite(med[k]) and med[k] >= thr) for k in (2, 3)}
-
-
 def mid_label(records: list[dict[str, Any]], epochs: int) -> str:
     """The end-of-epoch checkpoint at about half of training (e<max(1, epochs // 2)>), else the middle record."""
     want = f"e{max(1, epochs // 2)}"

@@ -59,7 +59,7 @@ class ModelSpec:
         return {"widths": tuple(self.widths), **dict(self.extra)}
 
     def describe(self) -> str:
-        """The optimiser and schedule in words, e.g. ``SGD lr 0.1, momentum 0.9, weight decay 5e-4, cosine``."""
+        """The optimiser and schedule in words, e.g. ``SGD lr 0.1, momentum 0.9, weight decay 0.0005, cosine schedule``."""
         lr = self.lr if self.lr is not None else (0.05 if self.optimizer == "sgd" else 1e-3)
         parts = [f"{'SGD' if self.optimizer == 'sgd' else 'Adam'} lr {lr:g}"]
         if self.optimizer == "sgd":

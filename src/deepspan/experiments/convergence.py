@@ -26,6 +26,7 @@ the tolerances of "quasi-monotonic" and of a rise inside epoch 1 are ours and la
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from deepspan.experiments.base import Experiment
@@ -116,6 +117,10 @@ def protocol(ctx: ReproContext, names: list[str], *, split: str = "test", layers
             "n_train": len(ctx.data.train), "batch_size": ctx.cfg.batch_size, **(extra or {})}
 
 
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def _order(records: list[dict[str, Any]], label: str) -> int:
     return [r["label"] for r in records].index(label)
 
@@ -169,7 +174,8 @@ def _c2(rows: list[dict[str, Any]], names: list[str], center: bool) -> Claim:
         s = _series(rows, name, "own final", center)
         epochs = [r for r in s if r["checkpoint"] == "init" or
                   (r["checkpoint"].startswith("e") and not r["checkpoint"].startswith("e0-"))]
-        breaks = sum(1 for a, b in zip(epochs, epochs[1:]) if b["angle"] > a["angle"] + MONO_TOL_DEG)
+        breaks = sum(1 for a, b in zip(epochs, epochs[1:])
+                     if _finite(a["angle"]) and _finite(b["angle"]) and b["angle"] > a["angle"] + MONO_TOL_DEG)
         m.append(Measured(f"{pre}{name}_breaks", f"{name}: epoch-to-epoch rises > {MONO_TOL_DEG:g} deg ({reading})",
                           breaks))
         checks.append(Check(name, (Condition(f"{pre}{name}_breaks", "<=", MONO_MAX_BREAKS),)))

@@ -109,7 +109,7 @@ class RunStore:
             self.register(name, spec)
         spec = self.spec(name)
         folder = self.runs_dir / name
-        epochs = (spec.epochs or self.cfg.epochs) if epochs is None else epochs
+        epochs = (spec.epochs if spec.epochs is not None else self.cfg.epochs) if epochs is None else epochs
         if (folder / "manifest.json").is_file():
             m = read_manifest(folder)
             if m.get("complete") and m.get("epochs") == epochs:

@@ -2,24 +2,36 @@
 
 One tiny run of all eight experiments (shared with the browser test via ``_tiny_run``) is checked for:
 result files, figures (PNG + SVG, referenced by the HTML), sections, every shown number against the
-result files, every measured key shown, verdict badges, a second run that skips every experiment and
-changes no result, and a failing figure module that leaves an error note instead of a crash.
+result files (and ``models.json``), every measured key shown, verdict badges, the models table, a
+second run that skips every experiment and changes no result, and a failing figure module that leaves
+an error note instead of a crash.
+
+The report's own pieces (models table, protocol lists, quote kinds, descriptive claims, cut quotes,
+the note on P-vector angles, words the report must not use) are tested on small hand-made results,
+independent of the experiments' numbers.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _tiny_run import EXPECTED, cli_args, invoke, snapshot, tiny_run
 
 from deepspan.report import main as report_main
 from deepspan.report import write_report
+from deepspan.report.html import READING_ANGLES, _combine, _verdict, short_quote
+from deepspan.results import Check, Claim, Condition, ExperimentResult, Measured, Rule, combine_verdicts, save_result
 from deepspan.experiments import EXPERIMENTS
+
+#: words report.html must not contain anywhere (case-insensitive)
+FORBIDDEN = ("issue", "stored text", "summarised")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -45,6 +57,10 @@ class ReportParser(HTMLParser):
         self.errors: list[dict] = []
         self.external: list[str] = []
         self.blockquotes = 0
+        self.quote_kinds: list[str | None] = []
+        self.models_rows: list[str] = []
+        self.protocols: list[str] = []
+        self.text = ""
         self._section: str | None = None
         self._figure: str | None = None
         self._span: dict | None = None
@@ -71,6 +87,11 @@ class ReportParser(HTMLParser):
             self.hrefs.append(a["href"])
         elif tag == "blockquote":
             self.blockquotes += 1
+            self.quote_kinds.append(a.get("data-kind"))
+        elif tag == "tr" and self._section == "models" and (a.get("id") or "").startswith("model-"):
+            self.models_rows.append(a["id"][len("model-"):])
+        elif tag == "dl" and "protocol" in cls:
+            self.protocols.append(self._section)
         elif tag == "span" and ("num" in cls or "badge" in cls):
             self._span = {"kind": "num" if "num" in cls else "badge", "attrs": a, "text": "",
                           "section": self._section}
@@ -94,6 +115,7 @@ class ReportParser(HTMLParser):
             self._div_depth -= 1
 
     def handle_data(self, data):
+        self.text += data
         if self._span is not None:
             self._span["text"] += data
         if self._err is not None:
@@ -111,14 +133,27 @@ def load_results(out: Path, names) -> dict[str, dict]:
     return {n: json.loads((out / "results" / f"{n}.json").read_text()) for n in names}
 
 
-def lookup(results: dict[str, dict], exp: str, key: str):
-    """The value a span.num stands for: a measured key, ``provenance.<field>``, or a total over all results."""
+def _walk(d, path: str):
+    for part in path.split("."):
+        d = d[int(part)] if isinstance(d, list) else d[part]
+    return d
+
+
+def lookup(results: dict[str, dict], exp: str, key: str, models: list[dict] | None = None):
+    """The value a span.num stands for: a measured key, ``provenance.<field>``, ``protocol.<path>``, a total
+    over all results, or (``exp == "models"``) ``<model>.<field>[.<index>]`` of ``models.json``."""
     if exp == "*":
         assert key == "provenance.seconds", key
         return sum(r["provenance"]["seconds"] for r in results.values())
+    if exp == "models":
+        name, _, path = key.partition(".")
+        record = next(m for m in models or [] if m["name"] == name)
+        return _walk(record, path)
     res = results[exp]
     if key.startswith("provenance."):
         return res["provenance"][key.split(".", 1)[1]]
+    if key.startswith("protocol."):
+        return _walk(res["protocol"], key.split(".", 1)[1])
     found = [m["value"] for c in res["claims"] for m in c["measured"] if m["key"] == key]
     assert len(found) == 1, f"{exp}: measured key {key!r} found {len(found)} times"
     return found[0]
@@ -202,15 +237,49 @@ def test_sections(run, page, results):
             assert rel in page.hrefs, rel
 
 
-def test_numbers_match_result_files(page, results):
+def check_numbers(page: ReportParser, results: dict[str, dict], models: list[dict]) -> None:
     assert page.nums
     for s in page.nums:
         exp, key = s["attrs"]["data-exp"], s["attrs"]["data-key"]
-        value = lookup(results, exp, key)
+        value = lookup(results, exp, key, models)
         assert s["attrs"]["data-value"] == repr(value), (exp, key)
-        assert s["text"] == fmt(value), (exp, key, s["text"])
-        if exp != "*":
+        if s["attrs"].get("data-format") == "percent":
+            assert s["text"] == f"{100 * value:.1f} %", (exp, key, s["text"])
+        else:
+            assert s["text"] == fmt(value), (exp, key, s["text"])
+        if exp == "models":
+            assert s["section"] == "models", (key, s["section"])
+        elif exp != "*":
             assert s["section"] in (f"exp-{exp}", None), (exp, key, s["section"])
+
+
+def check_words(path: Path) -> None:
+    """report.html (its text, attributes and CSS; the embedded images left out) has none of FORBIDDEN."""
+    page = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", path.read_text(encoding="utf-8"))
+    found = sorted({w for w in FORBIDDEN if w in page.lower()})
+    assert not found, f"report.html contains {found}"
+
+
+def test_numbers_match_result_files(run, page, results):
+    check_numbers(page, results, json.loads((run.out / "models.json").read_text())["models"])
+
+
+def test_models_table_and_index(run, page, index):
+    models = json.loads((run.out / "models.json").read_text())["models"]
+    assert models and index["models"] == models
+    assert page.models_rows == [m["name"] for m in models]
+    assert page.sections.index("models") < page.sections.index("reading-angles") < page.sections.index("summary")
+
+
+def test_protocols_and_quote_kinds(page, index, results):
+    for s in index["sections"]:
+        assert s["protocol"] == results[s["name"]].get("protocol", {})
+    assert [p for p in page.protocols] == [f"exp-{n}" for n in results if results[n].get("protocol")]
+    assert set(page.quote_kinds) <= {"verbatim", "paraphrase"}
+
+
+def test_report_words(run):
+    check_words(run.out / "report.html")
 
 
 def test_every_measured_key_in_report(page, results):
@@ -327,3 +396,164 @@ def test_report_layer_imports_neither_torch_nor_experiments():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]", f"deepspan.report imports {res.stdout.strip()}"
+
+
+# ----------------------------------------------------------------------------- hand-made results (no tiny run)
+LONG_QUOTE = ("during the training procedure from random scratch, the angle decrease from a larger one (70°–80° "
+              "usually) to the small one, which coincides the progress of feature space learning from scratch to "
+              "convergence")
+
+
+def _rule(key: str, bound: float) -> Rule:
+    return Rule(f"{key} is below {bound:g}", (Check("low", (Condition(key, "<", bound),)),))
+
+
+def handmade_results() -> list[ExperimentResult]:
+    protocol = {"layers": {"a": "relu1", "b": "relu1"}, "centering": "both readings", "split": "test",
+                "n_samples": 200, "epochs": {"a": 2, "b": 3}, "schedule": {"a": "SGD lr 0.1, cosine schedule",
+                                                                             "b": "SGD lr 0.1, cosine schedule"},
+                "rows_per_draw": 500, "draws": 3, "independent_draws": True, "epochs_read": [0, 1, 2],
+                "train_probe": {"split": "train", "n_samples": 100}, "note": None}
+    toy = ExperimentResult(
+        "toy", "A toy experiment", "Somebody 2024", "made up for the report tests", [
+            Claim("judged", LONG_QUOTE, "Somebody 2024, Abstract", _rule("x", 1.0),
+                  [Measured("x", "the x", 0.5, "deg")], quote_kind="verbatim"),
+            Claim("para", "the angle falls late in training", "Somebody 2024, Appendix A.5 (paraphrase)",
+                  _rule("y", 1.0), [Measured("y", "the y", 2.0)], quote_kind="paraphrase"),
+            Claim("desc", "we connect such angle with generalization performance", "Somebody 2024, Abstract",
+                  None, [Measured("z", "the z", 7, "")], quote_kind="verbatim")],
+        provenance={"seconds": 1.5, "seed": 0, "dataset": "digits", "scale": "tiny", "n_probe": 200,
+                    "config_fingerprint": "abc"}, protocol=protocol)
+    toy2 = ExperimentResult(
+        "toy2", "Judged and descriptive", "Somebody 2024", "one judged, one descriptive claim", [
+            Claim("ok", "short quote", "S 2024, Sec. 1", _rule("u", 1.0), [Measured("u", "u", 0.1)],
+                  quote_kind="verbatim"),
+            Claim("d", "only measured", "S 2024, Sec. 2", None, [Measured("v", "v", 3.0)])],
+        provenance={"seconds": 0.5, "config_fingerprint": "abc"})
+    toy3 = ExperimentResult(
+        "toy3", "Descriptive only", "Somebody 2024", "no judged claim", [
+            Claim("d", "only measured", "S 2024, Sec. 3", None, [Measured("w", "w", None)])],
+        provenance={"seconds": 0.25, "config_fingerprint": "abc"})
+    return [toy, toy2, toy3]
+
+
+MODELS = [
+    {"name": "a", "architecture": "MLP", "widths": [64, 32], "paradigm": "supervised", "parameters": 6570,
+     "epochs": 2, "optimizer": "SGD lr 0.05, momentum 0.9, weight decay 0.0005, cosine schedule",
+     "batch_size": 64, "n_train": 1500, "seed": 0, "checkpoints": 8, "feature_layer": "relu2",
+     "train_accuracy": 0.478, "test_accuracy": 0.441, "probe_accuracy": None, "n_test": 297, "chance": 0.1,
+     "accuracy_note": "arg-max accuracy on the test split"},
+    {"name": "b", "architecture": "ConvAutoencoder", "widths": [8, 16], "paradigm": "autoencoder",
+     "parameters": 4609, "epochs": 3, "optimizer": "Adam lr 0.001, cosine schedule", "batch_size": 64,
+     "n_train": 1500, "seed": 0, "checkpoints": 8, "feature_layer": "latent", "train_accuracy": None,
+     "test_accuracy": None, "probe_accuracy": 0.7138, "n_test": 297, "chance": 0.1,
+     "accuracy_note": "linear probe (ridge) on the latent features: fit on 2000 training images, scored on the "
+                      "test split"}]
+
+
+@pytest.fixture
+def handmade(tmp_path):
+    out = tmp_path / "out"
+    results = handmade_results()
+    for r in results:
+        save_result(r, out / "results")
+    (out / "models.json").write_text(json.dumps({"format": "deepspan-models/1", "models": MODELS}))
+    write_report(out)
+    return out, results
+
+
+def test_short_quote():
+    assert short_quote("short and sweet") == "short and sweet"
+    assert short_quote("x" * 140) == "x" * 140
+    cut = short_quote(LONG_QUOTE)
+    assert len(LONG_QUOTE) > 140 and len(cut) <= 140 and cut.endswith("…")
+    assert cut == "during the training procedure from random scratch, the angle decrease from a larger one (70°–80° " \
+                  "usually) to the small one, which coincides…"  # 140 characters; one more word would not fit
+    # a word is never cut: what is kept is followed in the text by a space or punctuation
+    words = ("alpha beta, gamma delta; epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma "
+             "tau upsilon phi chi psi omega").split()
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        text = " ".join(rng.choice(words, size=int(rng.integers(5, 60))))
+        got = short_quote(text)
+        assert len(got) <= 140
+        if len(text) <= 140:
+            assert got == text
+            continue
+        head = got[:-1]
+        assert got.endswith("…") and text.startswith(head) and head and head[-1] not in " ,;"
+        assert text[len(head)] in " ,;", (text, got)
+    assert short_quote("y" * 300) == "y" * 139 + "…"  # one word longer than the limit: the only cut inside a word
+    assert short_quote("  spaced \n  out  ") == "spaced out"
+
+
+def test_combine_and_verdict_ignore_descriptive():
+    import itertools
+
+    kinds = ["reproduced", "partly", "not reproduced", "descriptive"]
+    for n in (1, 2, 3):
+        for combo in itertools.product(kinds, repeat=n):
+            assert _combine(list(combo)) == combine_verdicts(list(combo)), combo
+            assert _verdict({"claims": [{"verdict": v} for v in combo]}) == combine_verdicts(list(combo))
+    assert _combine([]) == "unknown"
+    assert _verdict({"verdict": "partly", "claims": []}) == "partly"
+
+
+def test_handmade_report(handmade):
+    out, typed = handmade
+    page = parse(out / "report.html")
+    index = json.loads((out / "report.json").read_text())
+    html_text = (out / "report.html").read_text(encoding="utf-8")
+    results = load_results(out, [r.name for r in typed])
+    # models first, then the note on angles, then the summary and the sections
+    assert page.sections[:3] == ["models", "reading-angles", "summary"]
+    assert page.models_rows == ["a", "b"] and index["models"] == MODELS
+    assert "71.4 % (linear probe)" in page.text and "44.1 %" in page.text and "10.0 %" in page.text
+    assert "Adam lr 0.001, cosine schedule" in page.text and "ConvAutoencoder" in page.text
+    check_numbers(page, results, MODELS)
+    # verdicts: descriptive claims get a neutral badge and do not count
+    overall = {b["attrs"]["data-exp"]: b["attrs"]["data-verdict"] for b in page.badges if not b["attrs"]["data-claim"]}
+    assert overall == {"toy": "partly", "toy2": "reproduced", "toy3": "descriptive"}
+    assert overall == {r.name: r.verdict for r in typed}
+    assert [s["verdict"] for s in index["sections"]] == ["partly", "reproduced", "descriptive"]
+    desc = [b for b in page.badges if b["attrs"]["data-verdict"] == "descriptive"]
+    assert desc and all("v-descriptive" in b["attrs"]["class"] for b in desc)
+    assert "v-not-reproduced" not in " ".join(b["attrs"]["class"] for b in desc)
+    # quotes: kind labelled, verbatim in quotation marks, paraphrase not, source shown
+    assert page.quote_kinds == ["verbatim", "paraphrase", "verbatim", "verbatim", "paraphrase", "paraphrase"]
+    assert "“the angle falls late in training”" not in html_text and "the angle falls late in training" in page.text
+    assert f"“{LONG_QUOTE}”" in page.text and "Somebody 2024, Appendix A.5 (paraphrase)" in page.text
+    assert html_text.count('class="qkind qkind-verbatim"') >= 3 and 'class="qkind qkind-paraphrase"' in html_text
+    # summary: the long quote is cut at a word boundary
+    assert f"“{short_quote(LONG_QUOTE)}”" in page.text
+    # protocol: a definition list in the section, the dict in report.json
+    assert page.protocols == ["exp-toy"]
+    assert index["sections"][0]["protocol"] == typed[0].protocol and index["sections"][1]["protocol"] == {}
+    for words in ("sample split", "test (n 200)", "relu1 (a, b)", "a: 2; b: 3", "SGD lr 0.1, cosine schedule (a, b)",
+                  "rows per draw", "independent draws", "yes", "training probe", "split: train; n: 100"):
+        assert words in page.text, words
+    assert "not recorded in this result" in page.text  # toy2 and toy3 carry no protocol
+    # the note on P-vector angles
+    assert READING_ANGLES in page.text
+    assert "the papers do not say whether they center" in page.text.lower()
+    check_words(out / "report.html")
+
+
+def test_report_without_models_file(handmade):
+    out, _ = handmade
+    (out / "models.json").unlink()
+    write_report(out)
+    page = parse(out / "report.html")
+    assert page.models_rows == [] and "No models.json in this folder" in page.text
+    assert json.loads((out / "report.json").read_text())["models"] == []
+    (out / "models.json").write_text("{broken")
+    write_report(out)
+    assert "models.json could not be read" in parse(out / "report.html").text
+    assert json.loads((out / "report.json").read_text())["models"] == []
+
+
+def test_report_help(capsys):
+    assert report_main(["--help"]) == 0
+    err = capsys.readouterr().err
+    assert "usage: python -m deepspan.report [--redraw] OUT" in err and "models.json" in err
+    assert report_main([]) == 2

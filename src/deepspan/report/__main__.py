@@ -1,4 +1,5 @@
-"""``python -m deepspan.report OUT``: rebuild OUT/report.html from the saved results in OUT/results."""
+"""``python -m deepspan.report [--redraw] OUT``: rebuild OUT/report.html, OUT/report.json and OUT/figures from the
+saved results in OUT/results (and the models table from OUT/models.json)."""
 
 import sys
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from deepspan.report._base import FigureContext, FigureInfo, plt
+from deepspan.report._base import FIG_WIDTH, FigureContext, FigureInfo, plt, readable_style
 
 SETS = ("trained", "untrained", "random")
 READINGS = ((False, "uncentered"), (True, "centered"))
@@ -32,28 +32,40 @@ def angle_matrix(rows: list[dict[str, Any]], set_: str, centered: bool) -> tuple
     return labels, M
 
 
+#: cells are annotated with their angle up to this many models per heat map (beyond, the colour bar reads them)
+ANNOTATE_UP_TO = 8
+
+
 def _heatmap(ax: Any, labels: list[str], M: np.ndarray, title: str) -> Any:
     cmap = plt.get_cmap("viridis_r").with_extremes(bad="0.85")
     shown = np.ma.masked_where(np.eye(len(labels), dtype=bool), M)
     im = ax.imshow(shown, vmin=0.0, vmax=90.0, cmap=cmap)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            if i != j:
-                ax.text(j, i, f"{M[i, j]:.0f}", ha="center", va="center", fontsize=6.5,
-                        color="white" if M[i, j] > 45 else "black")
-    ax.set_title(title, fontsize=9)
+    ax.set_xticks(range(len(labels)), labels, rotation=90)
+    ax.set_yticks(range(len(labels)), labels)
+    if len(labels) <= ANNOTATE_UP_TO:
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if i != j:
+                    ax.text(j, i, f"{M[i, j]:.0f}", ha="center", va="center", fontsize=9.5,
+                            color="white" if M[i, j] > 45 else "black")
+    ax.set_title(title)
     return im
 
 
 def draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
+    with readable_style():
+        return _draw(result, fc)
+
+
+def _draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
     rows = result["tables"]["angles"]
     out = []
-    fig, axes = plt.subplots(2, 3, figsize=(14, 9), layout="constrained")
+    # one row per set, one column per reading: tall and narrow, so the labels keep their size at page width
+    fig, axes = plt.subplots(len(SETS), 2, figsize=(FIG_WIDTH, 3.6 * len(SETS) + 0.6), layout="constrained",
+                             squeeze=False)
     im = None
-    for r, (centered, rname) in enumerate(READINGS):
-        for c, s in enumerate(SETS):
+    for r, s in enumerate(SETS):
+        for c, (centered, rname) in enumerate(READINGS):
             labels, M = angle_matrix(rows, s, centered)
             ax = axes[r, c]
             if not labels:
@@ -62,19 +74,19 @@ def draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
             off = M[np.triu_indices(len(labels), 1)]
             im = _heatmap(ax, labels, M, f"{s}, {rname} (mean {off.mean():.1f}°)")
     if im is not None:
-        cb = fig.colorbar(im, ax=axes, shrink=0.6)
-        cb.set_label("P-vector angle (degrees)")
-    fig.suptitle("Pairwise P-vector angles of the feature layers: trained vs untrained models vs random maps")
+        cb = fig.colorbar(im, ax=axes, shrink=0.5, location="bottom", aspect=30)
+        cb.set_label("P-vector angle (degrees; grey diagonal: a model with itself)")
+    fig.suptitle("Pairwise P-vector angles: trained vs untrained models vs random maps")
     out.append(fc.save(fig, "common_subspace_heatmaps",
                        "Pairwise angles (degrees, arccos|<u,v>|) between P-vectors on the probe set, per set "
-                       "(trained final models, the same models at initialisation, seeded random ReLU maps and "
-                       "Gaussian projections of the pixels) and per reading (top: uncentered features, bottom: "
+                       "(rows: trained final models, the same models at initialisation, seeded random ReLU maps and "
+                       "Gaussian projections of the pixels) and per reading (left: uncentered features, right: "
                        "column-centered). " + CLAIM + " Small angles count as evidence only where they are clearly "
                        "below the untrained and random baselines."))
 
     summ = [r for r in result["tables"]["summary"] if r["set"] in SETS]
     null = [r for r in result["tables"]["summary"] if r["set"] not in SETS]
-    fig, ax = plt.subplots(figsize=(9.5, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH, 4.4), layout="constrained")
     width = 0.38
     x = np.arange(len(SETS))
     for k, (centered, rname) in enumerate(READINGS):
@@ -88,10 +100,10 @@ def draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
         ax.axhline(null[0]["mean_angle"], color="k", ls="--", lw=1,
                    label=f"independent random unit vectors ({null[0]['mean_angle']:.1f}°)")
     ax.set_xticks(x, SETS)
-    ax.set_ylabel("pairwise P-vector angle (degrees)")
+    ax.set_ylabel("pairwise P-vector angle (°)")
     ax.set_xlabel("set of feature maps")
     ax.set_ylim(0, 95)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(loc="outside lower center", ncol=2, frameon=False)
     ax.set_title("Mean pairwise P-vector angle per set and reading")
     out.append(fc.save(fig, "common_subspace_summary",
                        "Mean (bars) and range (error bars) of the pairwise P-vector angles within each set, "

@@ -6,14 +6,22 @@ figures with ``deepspan.report.fig_<name>.draw`` where that module exists, and w
 
 * ``OUT/report.html`` -- one file, no external CSS, JS or fonts; figures embedded as base64 PNG,
   their SVG (and PNG) files linked; a header (dataset, scale, seed, config fingerprint, versions,
-  total seconds), a summary table (one row per claim) and one ``<section id="exp-<name>">`` per
-  experiment with the claims (quote, source, rule, verdict badge, measured values), the figures with
-  captions and links to the result files;
-* ``OUT/report.json`` -- an index: the sections, every figure (png, svg, caption) and every error.
+  total seconds), the models table (from ``OUT/models.json``: architecture, paradigm, parameters,
+  epochs, optimiser and schedule, training images, final accuracies, chance level), a short note on
+  how to read P-vector angles, a summary table (one row per claim) and one
+  ``<section id="exp-<name>">`` per experiment with its protocol (layers, centering, sample split and
+  size, epochs, schedule, ...), the claims (quote marked verbatim or paraphrase, source, rule, verdict
+  badge -- ``descriptive`` claims get a neutral badge and do not count in the experiment's verdict --,
+  measured values), the figures with captions and links to the result files;
+* ``OUT/report.json`` -- an index: the models, the sections (with their protocol), every figure
+  (png, svg, caption), every error, and per section the figures' readability problems
+  (:func:`deepspan.report._base.check_readable`; empty when every figure passes).
 
 Every number taken from a result is shown as
 ``<span class="num" data-exp="<name>" data-key="<key>" data-value="<repr>">formatted</span>``
-(``key`` a measured key, or ``provenance.<field>``; ``data-exp="*"`` for a total over all results),
+(``key`` a measured key, ``provenance.<field>`` or ``protocol.<field>[.<sub>...]``; ``data-exp="*"`` for a
+total over all results; ``data-exp="models"`` with ``key`` ``<model>.<field>`` for a number of
+``models.json``, shown in percent where ``data-format="percent"``),
 so the shown numbers can be checked against the files. A figure module that fails does not stop the
 report: its section shows the error and ``report.json`` records it.
 
@@ -39,15 +47,21 @@ from typing import Any
 
 from deepspan._io import atomic_write_json, atomic_write_text
 from deepspan.errors import DeepspanError
-from deepspan.results import ExperimentResult
+from deepspan.results import DESCRIPTIVE, ExperimentResult
 
-__all__ = ["FORMAT", "write_report", "format_value", "main", "STATE"]
+__all__ = ["FORMAT", "write_report", "format_value", "short_quote", "main", "STATE", "MODELS", "READING_ANGLES"]
 
 FORMAT = "deepspan-report/1"
 #: The reproduction's settings file; its ``experiments`` list (the registry order) orders the sections.
 STATE = "deepspan-reproduce.json"
+#: The models the reproduction trained (format ``deepspan-models/1``), written beside the results.
+MODELS = "models.json"
+MODELS_FORMAT = "deepspan-models/1"
+#: Quotes in the summary table are cut to this many characters (at a word boundary, with "…").
+SUMMARY_QUOTE_CHARS = 140
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_VERDICT_CLASS = {"reproduced": "v-reproduced", "partly": "v-partly", "not reproduced": "v-not-reproduced"}
+_VERDICT_CLASS = {"reproduced": "v-reproduced", "partly": "v-partly", "not reproduced": "v-not-reproduced",
+                  DESCRIPTIVE: "v-descriptive"}
 
 _CSS = """
 :root { --fg: #1d2330; --muted: #5b6475; --line: #d9dde5; --bg-soft: #f5f7fa; --accent: #2457a6; }
@@ -84,7 +98,22 @@ blockquote footer { font-style: normal; color: var(--muted); font-size: .85rem; 
 .v-reproduced { background: #dff3e4; color: #15603a; border-color: #9fd5b0; }
 .v-partly { background: #fff1d6; color: #7a5200; border-color: #efcd85; }
 .v-not-reproduced { background: #fbe1e1; color: #8c1d1d; border-color: #eba9a9; }
+.v-descriptive { background: #e8eefa; color: #2b3d66; border-color: #b8c6e3; }
 .v-unknown { background: #e9ebef; color: #444; border-color: #c9ced8; }
+.qkind { display: inline-block; font-style: normal; font-size: .72rem; font-weight: 600; letter-spacing: .03em;
+         text-transform: uppercase; padding: 0 .4rem; margin-right: .45rem; border-radius: 3px; vertical-align: .1em;
+         border: 1px solid var(--line); background: #fff; color: var(--muted); }
+blockquote.q-paraphrase { font-style: normal; border-left-color: #c9ced8; }
+td .qkind { margin: 0 0 0 .3rem; }
+dl.protocol { display: grid; grid-template-columns: max-content 1fr; gap: .1rem .9rem; margin: .3rem 0 .8rem;
+              font-size: .9rem; }
+dl.protocol dt { color: var(--muted); }
+dl.protocol dd { margin: 0; }
+section.reading { background: var(--bg-soft); border: 1px solid var(--line); border-radius: 6px;
+                  padding: .6rem 1rem; margin: 1rem 0 1.4rem; }
+section.reading p { margin: .3rem 0; max-width: 75rem; }
+table.models { font-size: .86rem; }
+table.models td.optim { min-width: 15rem; }
 figure { margin: 1rem 0 1.4rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 figcaption { font-size: .9rem; color: #333; margin-top: .35rem; max-width: 75rem; }
@@ -113,10 +142,32 @@ def _e(text: Any) -> str:
     return html.escape("" if text is None else str(text), quote=True)
 
 
-def _num(exp: str, key: str, value: Any) -> str:
-    """The only way a number from a result enters the page."""
+def _num(exp: str, key: str, value: Any, percent: bool = False) -> str:
+    """The only way a number from a result (or ``models.json``) enters the page; ``percent`` shows a
+    fraction in percent (marked ``data-format="percent"``)."""
+    if percent and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (f'<span class="num" data-exp="{_e(exp)}" data-key="{_e(key)}" data-value="{_e(repr(value))}" '
+                f'data-format="percent">{_e(format_percent(value))}</span>')
     return (f'<span class="num" data-exp="{_e(exp)}" data-key="{_e(key)}" data-value="{_e(repr(value))}">'
             f"{_e(format_value(value))}</span>")
+
+
+def format_percent(value: Any) -> str:
+    """A fraction in percent to one decimal (``0.4411`` -> ``44.1 %``); None as n/a."""
+    return "n/a" if value is None else f"{100 * float(value):.1f} %"
+
+
+def short_quote(text: str, limit: int = SUMMARY_QUOTE_CHARS) -> str:
+    """``text`` (whitespace runs made single spaces) if it has at most ``limit`` characters; else its
+    longest run of whole words that leaves room for "…" (trailing punctuation dropped), then "…".
+    A word is cut only when the first word alone is longer than ``limit``."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    budget = limit - 1  # the ellipsis takes one character
+    cut = text.rfind(" ", 0, budget + 1)  # text[:cut] ends with a whole word and has <= budget characters
+    head = text[:cut] if cut > 0 else text[:budget]
+    return head.rstrip(" ,;:.-–—(") + "…"
 
 
 def _badge(verdict: str | None, exp: str, claim: str = "") -> str:
@@ -127,8 +178,13 @@ def _badge(verdict: str | None, exp: str, claim: str = "") -> str:
 
 
 def _combine(verdicts: list[str]) -> str:
+    """As :func:`deepspan.results.combine_verdicts`: over the judged claims only (``descriptive`` ones do
+    not count); ``descriptive`` when every claim is; ``unknown`` without claims."""
     if not verdicts:
         return "unknown"
+    verdicts = [v for v in verdicts if v != DESCRIPTIVE]
+    if not verdicts:
+        return DESCRIPTIVE
     if all(v == "reproduced" for v in verdicts):
         return "reproduced"
     if all(v == "not reproduced" for v in verdicts):
@@ -228,16 +284,18 @@ def _reusable(prev: dict[str, Any] | None, key: str | None, out: Path) -> list[d
     return [{k: f[k] for k in ("stem", "png", "svg", "caption")} for f in figs] if ok else None
 
 
-def _draw(name: str, result: dict[str, Any], out: Path) -> tuple[list[dict[str, str]], str | None]:
-    """Run ``draw`` of the result's figure module (``result["figures"]``): (figures, error text or None)."""
+def _draw(name: str, result: dict[str, Any], out: Path) -> tuple[list[dict[str, str]], str | None, list[str]]:
+    """Run ``draw`` of the result's figure module (``result["figures"]``): (figures, error text or None,
+    readability problems as ``"<stem>: <problem>"``)."""
     modname = result.get("figures")
     if _fig_module_file(modname) is None:
-        return [], None
+        return [], None, []
     from deepspan.report._base import FigureContext
 
+    fc = FigureContext(out)
     try:
         mod = importlib.import_module(modname)
-        infos = mod.draw(result, FigureContext(out))
+        infos = mod.draw(result, fc)
         figs = []
         for info in infos or []:
             f = {"stem": info.stem, "png": info.png, "svg": info.svg, "caption": info.caption}
@@ -245,12 +303,12 @@ def _draw(name: str, result: dict[str, Any], out: Path) -> tuple[list[dict[str, 
                 if not (out / f[k]).is_file():
                     raise FileNotFoundError(f"{modname}.draw returned {f[k]}, which does not exist")
             figs.append(f)
-        return figs, None
+        return figs, None, [f"{stem}: {p}" for stem, ps in fc.problems.items() for p in ps]
     except Exception as exc:  # a drawing failure must not kill the report
         from deepspan.report._base import plt
 
         plt.close("all")
-        return [], _short_error(exc) + "\n\n" + traceback.format_exc()
+        return [], _short_error(exc) + "\n\n" + traceback.format_exc(), []
 
 
 def _img(out: Path, fig: dict[str, str]) -> str:
@@ -300,6 +358,150 @@ def _header(results: dict[str, dict[str, Any]], out: Path) -> str:
             f'<dl class="prov">{dl}</dl>{warn}</div></header>')
 
 
+def _read_models(out: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The records of ``OUT/models.json`` and None, or [] and why there are none."""
+    path = out / MODELS
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [], f"No {MODELS} in this folder: the models table is written by deepspan reproduce."
+    except (OSError, ValueError) as exc:
+        return [], f"{MODELS} could not be read ({type(exc).__name__}: {exc}); re-run deepspan reproduce."
+    if not isinstance(d, dict) or d.get("format") != MODELS_FORMAT or not isinstance(d.get("models"), list):
+        got = d.get("format") if isinstance(d, dict) else type(d).__name__
+        return [], f"{MODELS} is not a deepspan models file (format {got!r}, expected {MODELS_FORMAT!r})."
+    models = [m for m in d["models"] if isinstance(m, dict) and isinstance(m.get("name"), str)]
+    return models, None if models else f"{MODELS} lists no models."
+
+
+def _models_html(models: list[dict[str, Any]], missing: str | None) -> str:
+    head = '<section id="models"><h2>Models</h2>'
+    if not models:
+        return head + f'<p class="note">{_e(missing)}</p></section>'
+    body = []
+    notes: dict[str, list[str]] = {}  # how the test accuracy is measured -> models
+    for m in models:
+        name = m["name"]
+
+        def num(field: str, percent: bool = False) -> str:
+            return _num("models", f"{name}.{field}", m[field], percent) if field in m else "n/a"
+
+        widths = m.get("widths")
+        arch = _e(m.get("architecture", "n/a"))
+        if isinstance(widths, list) and widths:
+            arch += " (widths " + ", ".join(_num("models", f"{name}.widths.{i}", w)
+                                             for i, w in enumerate(widths)) + ")"
+        if m.get("feature_layer"):
+            arch += f'<br><span class="note">feature layer <code>{_e(m["feature_layer"])}</code></span>'
+        supervised = m.get("test_accuracy") is not None or m.get("probe_accuracy") is None
+        acc = num("test_accuracy", True) if supervised else num("probe_accuracy", True) + " (linear probe)"
+        note = str(m.get("accuracy_note") or "")
+        if note:
+            n_test = f" ({format_value(m['n_test'])} images)" if isinstance(m.get("n_test"), int) else ""
+            notes.setdefault(note + n_test, []).append(name)
+        body.append(
+            f'<tr id="model-{_e(name)}"><td><strong>{_e(name)}</strong></td><td>{arch}</td>'
+            f'<td>{_e(m.get("paradigm", "n/a"))}</td><td class="value">{num("parameters")}</td>'
+            f'<td class="value">{num("epochs")}</td><td class="optim">{_e(m.get("optimizer", "n/a"))}</td>'
+            f'<td class="value">{num("n_train")}<br><span class="note">batch {num("batch_size")}</span></td>'
+            f'<td class="value">{num("train_accuracy", True)}</td>'
+            f'<td class="value">{acc}</td><td class="value">{num("chance", True)}</td></tr>')
+    how = "".join(f"<li>{_e(', '.join(names))}: {_e(note)}</li>" for note, names in notes.items())
+    return (head + '<p class="note">The trained networks the experiments read (from <a href="models.json">'
+            "models.json</a>); accuracies are those of the final checkpoint.</p>"
+            '<table class="models"><thead><tr><th>model</th><th>architecture</th><th>paradigm</th>'
+            "<th>parameters</th><th>epochs</th><th>optimiser and schedule</th>"
+            "<th>training images</th><th>train accuracy</th><th>test accuracy</th><th>chance</th>"
+            "</tr></thead><tbody>" + "".join(body) + "</tbody></table>"
+            + (f'<p class="note">How the test accuracy is measured:</p><ul class="note">{how}</ul>' if how else "")
+            + "</section>")
+
+
+#: The note on uncentered P-vector angles shown before the summary (plain text).
+READING_ANGLES = (
+    "A P-vector is the top left singular vector of a samples × features matrix F: a unit vector in sample "
+    "space. When the entries of F are non-negative, as for features after a ReLU, no column has a negative "
+    "mean. Splitting ‖F‖² = N‖μ‖² + ‖F − 1μᵀ‖² (μ the vector of column means, N the number of samples), the "
+    "mean part is a large share of ‖F‖² (1/π of it for a ReLU of zero-mean Gaussian inputs, as a reference) "
+    "and lies along one direction, while the variation around the mean is spread "
+    "over many directions, so the mean dominates the top singular pair. The top left singular vector of such "
+    "an F is then close to "
+    "F·1/‖F·1‖, the normalised per-sample feature sums, and those sums are positive for every sample. So two "
+    "non-negative feature matrices on the same samples have P-vectors close to each other even when the "
+    "features are unrelated: their uncentered angles are small. The null baselines of this report (the same "
+    "networks untrained, seeded random ReLU maps, Gaussian projections of the pixels) show how small "
+    "uncentered angles are without any training, and so what the uncentered reading can and cannot "
+    "distinguish. Centering the columns (subtracting μ) removes the mean direction: the centered P-vector is "
+    "the first principal component of the samples, and centered angles compare the variation around the mean. "
+    "The papers do not say whether they center; the P-vector experiments here report both readings.")
+
+
+def _reading_html() -> str:
+    return ('<section id="reading-angles" class="reading"><h2>How to read P-vector angles</h2>'
+            f"<p>{_e(READING_ANGLES)}</p></section>")
+
+
+_PROTOCOL_LABELS = {"layers": "layers", "centering": "centering", "split": "sample split", "sample_set": "sample set",
+                    "train_probe": "training probe", "epochs": "epochs", "schedule": "optimiser and schedule",
+                    "n_train": "training images", "batch_size": "batch size", "rows_per_draw": "rows per draw",
+                    "draws": "draws", "independent_draws": "independent draws"}
+_PROTOCOL_FIRST = ("layers", "centering", "split", "sample_set", "train_probe", "epochs", "schedule", "n_train",
+                   "batch_size")
+
+
+def _pvalue(exp: str, path: str, v: Any) -> str:
+    """One protocol value as HTML: numbers as ``span.num`` (key ``protocol.<path>``), lists joined,
+    dicts as ``key: value`` pairs, grouped by value where several keys share one (``2 (mlp, cnn)``)."""
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, float)):
+        return _num(exp, f"protocol.{path}", v)
+    if isinstance(v, list):
+        return ", ".join(_pvalue(exp, f"{path}.{i}", x) for i, x in enumerate(v)) if v else "none"
+    if isinstance(v, dict):
+        if not v:
+            return "none"
+        groups: dict[str, list[str]] = {}
+        for k, x in v.items():
+            groups.setdefault(json.dumps(x, sort_keys=True, default=str), []).append(str(k))
+        if len(v) > 1 and len(groups) < len(v):
+            return "; ".join(f"{_pvalue(exp, f'{path}.{keys[0]}', v[keys[0]])} ({_e(', '.join(keys))})"
+                             for keys in groups.values())
+        return "; ".join(f"{_e('n' if k == 'n_samples' else k)}: {_pvalue(exp, f'{path}.{k}', x)}"
+                         for k, x in v.items())
+    return _e(v)
+
+
+def _protocol_html(exp: str, protocol: dict[str, Any] | None) -> str:
+    """The experiment's ``protocol`` as a compact definition list (layers, centering, sample split (n),
+    epochs, schedule, then the experiment's own settings)."""
+    if not isinstance(protocol, dict) or not protocol:
+        return '<p class="note"><strong>Protocol:</strong> not recorded in this result.</p>'
+    keys = [k for k in _PROTOCOL_FIRST if k in protocol] + [k for k in protocol if k not in _PROTOCOL_FIRST]
+    items = []
+    for k in keys:
+        if k == "n_samples" and "split" in protocol:
+            continue
+        value = _pvalue(exp, k, protocol[k])
+        if k == "split" and "n_samples" in protocol:
+            value += f" (n {_pvalue(exp, 'n_samples', protocol['n_samples'])})"
+        label = "samples (n)" if k == "n_samples" else _PROTOCOL_LABELS.get(k, k.replace("_", " "))
+        items.append(f"<dt>{_e(label)}</dt><dd>{value}</dd>")
+    return f'<h3>Protocol</h3><dl class="protocol">{"".join(items)}</dl>'
+
+
+def _quote_html(c: dict[str, Any], short: bool = False) -> str:
+    """A claim's quote: in quotation marks when verbatim; the kind as a small label."""
+    kind = c.get("quote_kind") if c.get("quote_kind") in ("verbatim", "paraphrase") else "paraphrase"
+    text = c.get("quote", "")
+    text = short_quote(text) if short else text
+    label = f'<span class="qkind qkind-{kind}" data-kind="{kind}">{kind}</span>'
+    shown = f"“{_e(text)}”" if kind == "verbatim" else _e(text)
+    return (label + shown) if not short else (shown + label)
+
+
 def _summary(sections: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> str:
     body = []
     for s in sections:
@@ -318,9 +520,8 @@ def _summary(sections: list[dict[str, Any]], results: dict[str, dict[str, Any]])
             continue
         for i, c in enumerate(claims):
             cid = c.get("id", "")
-            quote = c.get("quote", "")
-            short = quote if len(quote) <= 140 else quote[:137].rstrip() + "…"
-            cells = (f'<td><a href="#exp-{_e(name)}-{_e(cid)}">{_e(cid)}</a></td><td>“{_e(short)}”</td>'
+            cells = (f'<td><a href="#exp-{_e(name)}-{_e(cid)}">{_e(cid)}</a></td>'
+                     f'<td class="quote">{_quote_html(c, short=True)}</td>'
                      f"<td>{_badge(c.get('verdict'), name, cid)}</td>")
             body.append(f"<tr>{head if i == 0 else ''}{cells}</tr>")
     return ('<section id="summary"><h2>Summary</h2><table class="summary"><thead><tr><th>experiment</th>'
@@ -338,9 +539,12 @@ def _claim_html(name: str, c: dict[str, Any]) -> str:
              f"<tbody>{rows}</tbody></table>") if rows else '<p class="note">no measured values</p>'
     note = f'<p class="note"><strong>Note:</strong> {_e(c["note"])}</p>' if c.get("note") else ""
     badge = _badge(c.get("verdict"), name, cid)
+    kind = c.get("quote_kind") if c.get("quote_kind") in ("verbatim", "paraphrase") else "paraphrase"
+    rule_label = "Measured (no verdict)" if c.get("verdict") == DESCRIPTIVE else "Rule"
     return (f'<div class="claim" id="exp-{_e(name)}-{_e(cid)}"><h3>Claim {_e(cid)} {badge}</h3>'
-            f"<blockquote>“{_e(c.get('quote', ''))}”<footer>— <cite>{_e(c.get('source', ''))}</cite></footer>"
-            f'</blockquote><p class="rule"><strong>Rule:</strong> {_e(c.get("rule", ""))}</p>{note}{table}</div>')
+            f'<blockquote class="q-{kind}" data-kind="{kind}">{_quote_html(c)}'
+            f"<footer>— <cite>{_e(c.get('source', ''))}</cite></footer></blockquote>"
+            f'<p class="rule"><strong>{rule_label}:</strong> {_e(c.get("rule", ""))}</p>{note}{table}</div>')
 
 
 def _files_html(out: Path, name: str, d: dict[str, Any]) -> str:
@@ -366,6 +570,7 @@ def _section_html(idx: int, name: str, d: dict[str, Any] | None, figs: list[dict
         parts.append(f'<p class="paper"><strong>Paper:</strong> {_e(d.get("paper", ""))} · experiment '
                      f"<code>{_e(name)}</code> · {secs} s</p>")
         parts.append(f'<p class="summary">{_e(d.get("summary", ""))}</p>')
+        parts.append(_protocol_html(name, d.get("protocol")))
         for c in d.get("claims") or []:
             parts.append(_claim_html(name, c))
     for err in errors:
@@ -415,6 +620,7 @@ def write_report(out: str | Path, *, redraw: bool = False, order: list[str] | No
             d = None
             errs.append({"exp": name, "stage": "reading the result", "message": _short_error(exc)})
         figs: list[dict[str, str]] = []
+        readability: list[str] = []
         if d is not None:
             try:
                 key = _figure_key(name, raw, d, out)
@@ -423,8 +629,9 @@ def write_report(out: str | Path, *, redraw: bool = False, order: list[str] | No
             reused = _reusable(previous.get(name), key, out)
             if reused is not None:
                 figs = reused
+                readability = [str(p) for p in previous[name].get("readability") or []]
             else:
-                figs, err = _draw(name, d, out)
+                figs, err, readability = _draw(name, d, out)
                 if err:
                     errs.append({"exp": name, "stage": "drawing the figures", "message": err})
         idx = len(sections) + 1
@@ -438,8 +645,10 @@ def write_report(out: str | Path, *, redraw: bool = False, order: list[str] | No
         all_errors += errs
         sections.append({"name": name, "id": f"exp-{name}", "title": (d or {}).get("title", name),
                          "verdict": _verdict(d) if d else None, "result": f"results/{name}.json",
-                         "figures": figs, "figure_key": key,
+                         "protocol": (d or {}).get("protocol") or {},
+                         "figures": figs, "figure_key": key, "readability": readability,
                          "errors": [e["message"].partition("\n\n")[0] for e in errs]})
+    models, models_missing = _read_models(out)
     toc = "".join(f'<li><a href="#{s["id"]}">{_e(s["title"])}</a> {_badge(s["verdict"], s["name"])}</li>'
                   for s in sections)
     doc = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -447,13 +656,15 @@ def write_report(out: str | Path, *, redraw: bool = False, order: list[str] | No
            f"<title>deepspan reproduce — report</title><style>{_CSS}</style></head><body>"
            + _header(results, out)
            + "<main>"
+           + _models_html(models, models_missing)
            + (f'<nav class="toc"><strong>Experiments</strong><ol>{toc}</ol></nav>' if sections else "")
+           + _reading_html()
            + (_summary(sections, results) if sections else "")
            + "".join(bodies)
            + '<footer class="page">Written by <code>deepspan reproduce</code> from the files in <code>results/</code>; '
              "rebuild with <code>python -m deepspan.report OUT</code>. Verdicts come from the stated rules applied "
              "to the measured values.</footer></main></body></html>\n")
-    index = {"format": FORMAT, "html": "report.html", "sections": sections,
+    index = {"format": FORMAT, "html": "report.html", "models": models, "sections": sections,
              "figures": [{"exp": s["name"], **f} for s in sections for f in s["figures"]],
              "errors": [{"exp": e["exp"], "stage": e["stage"], "message": e["message"].partition("\n\n")[0]}
                         for e in all_errors]}
@@ -469,8 +680,10 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args if a != "--redraw"]
     if len(args) != 1 or args[0] in ("-h", "--help"):
         print("usage: python -m deepspan.report [--redraw] OUT\n\nRebuild OUT/report.html, OUT/report.json and "
-              "OUT/figures from the saved results in OUT/results. Figures whose inputs did not change are reused "
-              "unless --redraw is given.", file=sys.stderr)
+              "OUT/figures from the saved results in OUT/results (and the models table from OUT/models.json, "
+              "when present). Figures whose inputs did not change are reused unless --redraw is given. Figures "
+              "that break the readability rule (text under 9 pt at 7.5 inches wide, overlapping tick labels) are "
+              "listed as warnings; they do not stop the report.", file=sys.stderr)
         return 0 if args and args[0] in ("-h", "--help") else 2
     out = Path(args[0])
     if not (out / "results").is_dir():
@@ -482,4 +695,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(index['errors'])} error(s))")
     for e in index["errors"]:
         print(f"  {e['exp']}: {e['stage']} failed: {e['message']}", file=sys.stderr)
+    for s in index["sections"]:
+        for problem in s.get("readability") or []:
+            print(f"  warning: {s['name']}: figure {problem}", file=sys.stderr)
     return 0

@@ -32,9 +32,6 @@ def test_planted_shared_span_matches_completely_at_every_eps():
     for eps in (0.0,) + EPS_GRID:
         m = deepspan.max_match(A, B, eps)
         assert m.similarity == 1.0 and len(m.a) == 6 and len(m.b) == 6
-    # the experiment's row-sampled Gram (rows of repeat 0) keeps the exact match
-    g = sm._gram(A, B, n_rows=200, seed=0)
-    assert g.max_match(0.15).similarity == 1.0
 
 
 def test_independent_random_activations_do_not_match():
@@ -84,42 +81,254 @@ def test_match_helpers():
     recs = [{"label": "init", "epoch": 0}, {"label": "e0-i2", "epoch": 0}, {"label": "e1", "epoch": 1},
             {"label": "e2", "epoch": 2}]
     assert sm.epoch_checkpoints(recs) == [("init", 0), ("e1", 1), ("e2", 2)]
-    assert sm.intermediate_layers(["a", "b", "c", "d"]) == ["b", "c"]
-    assert sm.intermediate_layers(["a", "b"]) == ["b"]
+    six = [("init", 0)] + [(f"e{i}", i) for i in range(1, 7)]
+    assert sm.stage_checkpoints(six) == [("init", 0), ("e1", 1), ("e3", 3), ("e6", 6)]      # init, e1, middle, final
+    assert sm.stage_checkpoints(six[:3]) == [("init", 0), ("e1", 1), ("e2", 2)]             # middle = e1: no repeat
+    assert sm.stage_checkpoints([("init", 0), ("e1", 1)]) == [("init", 0), ("e1", 1)]
+    twelve = [("init", 0)] + [(f"e{i}", i) for i in range(1, 13)]
+    assert [lab for lab, _ in sm.stage_checkpoints(twelve)] == ["init", "e1", "e6", "e12"]
+    assert sm.run_names("vgg", 0) == ("vgg", "vgg@s1") and sm.run_names("cnn", 4) == ("cnn", "cnn@s5")
     assert sm.claim_eps(EPS_GRID) == 0.5 and sm.claim_eps((0.1, 0.3)) == 0.3
-    assert sm.positions_per_image(1000, 4, 1000, 196) == 4
-    assert sm.positions_per_image(200, 2, 200, 16) == 2
-    assert sm.positions_per_image(10_000, 8, 100, 16) == 16   # capped by the smallest map
-    assert sm.positions_per_image(10, 1, 1000, 16) == 1
+    assert sm.informative_eps({0.15: {"a": 0.0, "b": 0.0}, 0.3: {"a": 0.0, "b": 0.1}, 0.5: {"a": 0.2, "b": 0.0}}) \
+        == [0.3, 0.5]
+    assert sm.conv_mean({"a": 0.2, "b": 0.4, "fc": 1.0}, ["a", "b"]) == pytest.approx(0.3)
+    assert sm.first_minus_later({"a": 0.9, "b": 0.2, "c": 0.4}, ["a", "b", "c"]) == pytest.approx(0.6)
+    assert sm._alternate(np.array([1, 4, 6]), np.array([2])) == [("a", 1), ("b", 2), ("a", 4), ("a", 6)]
 
 
 # ---------------------------------------------------------------- subspace match: verdict rules
-def test_low_similarity_rule():
-    sims = {"l1": 0.9, "l2": 0.25, "l3": 0.5, "l4": 0.95}
-    ok, mean = sm.low_similarity_rule(sims, ["l2", "l3"])
-    assert ok and mean == 0.375
-    assert not sm.low_similarity_rule(sims, ["l2", "l3"], threshold=0.375)[0]   # strict: equal is not below
-    assert not sm.low_similarity_rule(sims, ["l1", "l4"])[0]
+CNN_LAYERS, CNN_CONV = ["relu1", "relu2", "relu3"], ["relu1", "relu2"]
+VGG_LAYERS, VGG_CONV = ["relu1", "relu2", "relu3", "relu4", "relu5", "relu6"], ["relu1", "relu2", "relu3", "relu4"]
+STAGES = [("init", 0), ("e1", 1), ("e2", 2)]
 
 
-def test_layer_trend_rule_counts_eps_values():
-    by_eps = {0.2: {"l1": 0.5, "l2": 0.1, "l3": 0.2},   # first above the later mean 0.15: pass
-              0.3: {"l1": 0.2, "l2": 0.1, "l3": 0.5},   # later mean 0.3: fail
-              0.5: {"l1": 0.3, "l2": 0.3, "l3": 0.3}}   # equal: fail
-    assert sm.layer_trend_rule(by_eps, ["l1", "l2", "l3"]) == (1, 3)
+def _match_rows(model, layers, conv, trained, untrained, middle=None):
+    """Similarity-table rows of one architecture: ``trained(eps)`` / ``untrained(eps)`` -> {layer: similarity};
+    A vs B at e1 (and A at each stage vs A final) get ``middle(eps)``, default the untrained values."""
+    middle = middle or untrained
+    out = []
+    for comp, epoch, label, fn in (("A vs B", 0, "init", untrained), ("A vs B", 1, "e1", middle),
+                                   ("A vs B", 2, "e2", trained), ("A vs A final", 0, "init", middle),
+                                   ("A vs A final", 1, "e1", middle)):
+        for eps in EPS_GRID:
+            sims = fn(eps)
+            for i, layer in enumerate(layers):
+                out.append({"model": model, "comparison": comp, "epoch": epoch, "checkpoint_a": label,
+                            "layer": layer, "layer_index": i, "conv": layer in conv, "eps": eps,
+                            "similarity": sims[layer], "std": 0.01 if layer in conv else 0.0, "draws": 4,
+                            "n_a": 8, "n_b": 8, "dead_a": 1.0, "dead_b": 0.5 if layer == "relu1" else 0.0})
+    return out
 
 
-def test_training_gain_and_small_matches_rules():
-    ok, gain = sm.training_gain_rule({"a": 0.7, "b": 0.5}, {"a": 0.4, "b": 0.5}, ["a", "b"])
-    assert not ok and gain == pytest.approx(0.15)
-    ok, gain = sm.training_gain_rule({"a": 0.3}, {"a": 0.6}, ["a"])
-    assert ok and gain == pytest.approx(-0.3)
-    assert sm.small_matches_rule([2, 2, 4, 10, 27]) == (True, 4.0)
-    assert sm.small_matches_rule([6, 8]) == (False, 7.0)
-    assert sm.small_matches_rule([]) == (False, None)
+def _match_info(layers, conv):
+    return {"runs": ("x", "x@s1"), "layers": layers, "conv": conv, "stages": STAGES, "final_epoch": 2,
+            "final_label": "e2", "simple_layer": conv[-1], "simple_sizes": [2, 3, 3, 6], "max_match_size": 12,
+            "layer_neurons": 64}
+
+
+def _match_claims(cnn_trained, vgg_trained, cnn_untrained=None, vgg_untrained=None, middle=None):
+    zero = lambda eps: {layer: 0.0 for layer in VGG_LAYERS}  # noqa: E731
+    rows = (_match_rows("cnn", CNN_LAYERS, CNN_CONV, cnn_trained, cnn_untrained or zero, middle)
+            + _match_rows("vgg", VGG_LAYERS, VGG_CONV, vgg_trained, vgg_untrained or zero, middle))
+    info = {"cnn": _match_info(CNN_LAYERS, CNN_CONV), "vgg": _match_info(VGG_LAYERS, VGG_CONV)}
+    return sm._claims(rows, info, ["cnn", "vgg"], EPS_GRID, 0.5, 10_000, 4, 10_000)
+
+
+def _grow(base):
+    """Similarities growing with eps: ``base[layer] * eps / 0.5``, all 0 at eps 0.15."""
+    return lambda eps: {layer: (0.0 if eps == 0.15 else v * eps / 0.5) for layer, v in base.items()}
+
+
+def test_low_similarity_claim_reads_every_informative_eps_of_both_architectures():
+    cnn = _grow({"relu1": 0.6, "relu2": 0.2, "relu3": 0.5})                       # conv mean 0.4 at eps 0.5
+    vgg = _grow({"relu1": 0.5, "relu2": 0.3, "relu3": 0.3, "relu4": 0.2, "relu5": 0.4, "relu6": 0.6})  # 0.325
+    c1, c2, c3, c4 = _match_claims(cnn, vgg)
+    assert c1.verdict == "reproduced" and c1.quote_kind == "verbatim" and "Abstract" in c1.source
+    # eps 0.15 (every layer 0) is left out for both: 2 architectures x 4 eps
+    assert [ch.name for ch in c1.rule.checks] == [f"{m}, eps {e:g}" for m in ("cnn", "vgg") for e in EPS_GRID[1:]]
+    assert "left out as uninformative (cnn: eps 0.15; vgg: eps 0.15)" in c1.rule_text
+    assert "(8/8 passed)" in c1.rule_text and "is ours" in c1.rule_text
+    v = c1.values()
+    assert v["cnn_trained_conv_mean_eps_0.5"] == pytest.approx(0.4)
+    assert v["vgg_trained_conv_mean_eps_0.25"] == pytest.approx(0.325 * 0.5)
+    # dead conv neurons (context): cnn 1 + 0.5 (relu1) + 1 (relu2) of 2 layers x 2 networks x 8 neurons
+    assert v["cnn_trained_dead_conv_fraction"] == pytest.approx(2.5 / 32)
+    assert v["vgg_trained_dead_conv_fraction"] == pytest.approx(4.5 / 64)
+    assert v["vgg_trained_relu4_eps_0.5"] == pytest.approx(0.2) and "relu3_eps" not in "".join(
+        k for k in v if k.startswith("cnn_trained_relu"))                       # per conv layer only
+    assert [c.verdict for c in (c2, c3, c4)] == ["descriptive"] * 3
+    assert all(c.quote_kind == "paraphrase" and c.rule is None for c in (c2, c3, c4))
+
+
+def test_low_similarity_claim_partly_and_not_reproduced():
+    cnn = _grow({"relu1": 0.6, "relu2": 0.2, "relu3": 0.5})
+    # vgg's conv mean is 0.5 at eps 0.5 (not below: strict), 0.3 at eps 0.3
+    vgg = _grow({"relu1": 0.8, "relu2": 0.4, "relu3": 0.4, "relu4": 0.4, "relu5": 0.0, "relu6": 0.0})
+    c1 = _match_claims(cnn, vgg)[0]
+    assert c1.verdict == "partly" and "(7/8 passed)" in c1.rule_text
+    assert [ch.passed(c1.values()) for ch in c1.rule.checks][-1] is False
+    high = lambda eps: {layer: 0.9 for layer in VGG_LAYERS}  # noqa: E731
+    assert _match_claims(high, high)[0].verdict == "not reproduced"
+
+
+def test_untrained_pair_is_context_not_a_condition():
+    cnn = _grow({"relu1": 0.3, "relu2": 0.2, "relu3": 0.5})
+    vgg = _grow({"relu1": 0.3, "relu2": 0.3, "relu3": 0.3, "relu4": 0.2, "relu5": 0.4, "relu6": 0.6})
+    low = lambda eps: {layer: 0.0 for layer in VGG_LAYERS}  # noqa: E731
+    high = lambda eps: {layer: 0.95 for layer in VGG_LAYERS}  # noqa: E731
+    a, b = _match_claims(cnn, vgg, low, low)[0], _match_claims(cnn, vgg, high, high)[0]
+    assert a.verdict == b.verdict == "reproduced"
+    assert b.values()["vgg_untrained_conv_mean_eps_0.5"] == pytest.approx(0.95)
+    assert not any("untrained" in c.key for ch in b.rule.checks for c in ch.conditions)
+    assert "context, not as a condition" in b.rule_text
+
+
+def test_all_zero_similarities_cannot_be_judged():
+    zero = lambda eps: {layer: 0.0 for layer in VGG_LAYERS}  # noqa: E731
+    c1 = _match_claims(zero, zero)[0]
+    assert c1.rule is None and c1.verdict == "descriptive" and "cannot be judged" in c1.note
+
+
+def test_descriptive_claims_hold_the_profile_stages_and_simple_matches():
+    cnn = _grow({"relu1": 0.6, "relu2": 0.2, "relu3": 0.5})
+    vgg = _grow({"relu1": 0.7, "relu2": 0.3, "relu3": 0.2, "relu4": 0.1, "relu5": 0.4, "relu6": 0.6})
+    mid = lambda eps: {layer: 0.25 for layer in VGG_LAYERS}  # noqa: E731
+    _, c2, c3, c4 = _match_claims(cnn, vgg, mid, mid, middle=mid)
+    v2 = c2.values()
+    # the per-layer profile only for the architecture with >= 4 conv layers
+    assert sm.DEEP_CONV == 4 and not any(k.startswith("cnn") for k in v2)
+    assert v2["vgg_first_minus_later_conv_eps_0.5"] == pytest.approx(0.7 - 0.2)
+    assert v2["vgg_first_minus_later_conv_eps_0.15"] == 0.0
+    assert v2["vgg_profile_relu6_eps_0.5"] == pytest.approx(0.6)
+    v3 = c3.values()
+    assert v3["cnn_ab_init"] == pytest.approx(0.25) and v3["cnn_ab_e2"] == pytest.approx(0.4)
+    assert v3["vgg_a_final_e1"] == pytest.approx(0.25) and "vgg_a_final_e2" not in v3
+    v4 = c4.values()
+    assert v4["vgg_n_simple_matches"] == 4 and v4["vgg_median_simple_size"] == 3.0 and v4["cnn_max_simple_size"] == 6
+
+
+# ---------------------------------------------------------------- subspace match: the tiny run
+def test_tiny_match_tables_and_protocol(tiny):
+    out, cfg, results = tiny
+    res = results["subspace_match"]
+    t = res.tables
+    n_test = len(ReproContext(cfg, out, progress=False).data.test)
+    assert {r["model"] for r in t["similarity"]} == set(cfg.match_models) == {"cnn", "vgg"}
+    assert {r["comparison"] for r in t["similarity"]} == {"A vs B", "A vs A final"}
+    assert {r["eps"] for r in t["similarity"]} == set(cfg.match_eps)
+    for r in t["similarity"]:
+        if r["conv"]:     # independent draws of match_rows (image, position) rows
+            assert r["draws"] == cfg.match_repeats and r["n_rows"] == cfg.match_rows
+            assert r["std"] >= 0 and r["sem"] == pytest.approx(r["std"] / np.sqrt(r["draws"]))
+        else:             # fully connected: every test image once, exact
+            assert r["draws"] == 1 and r["n_rows"] == n_test and r["std"] == 0.0
+    conv = {m: sorted({r["layer"] for r in t["similarity"] if r["model"] == m and r["conv"]}) for m in ("cnn", "vgg")}
+    assert conv == {"cnn": ["relu1", "relu2"], "vgg": ["relu1", "relu2", "relu3", "relu4"]}
+    assert {(r["model"], r["checkpoint_a"]) for r in t["similarity"] if r["comparison"] == "A vs B"} == {
+        (m, lab) for m in ("cnn", "vgg") for lab in ("init", "e1", "e2")}
+    p = res.protocol
+    assert p["centering"] == "none (raw post-ReLU activations)" and p["split"] == "test" and p["n_samples"] == n_test
+    assert p["rows_per_draw"] == cfg.match_rows and p["draws"] == cfg.match_repeats and p["independent_draws"] is True
+    assert p["fc_layers"] == "all test images" and p["eps_grid"] == list(cfg.match_eps)
+    assert p["layers"]["vgg"] == ["relu1", "relu2", "relu3", "relu4", "relu5", "relu6"]
+    assert set(p["epochs"]) == set(p["schedule"]) == {"cnn", "cnn@s1", "vgg", "vgg@s1"}
+    assert "x0.1 at 50 % and 75 %" in p["schedule"]["vgg"] and "(ours)" in p["low_similarity_threshold"]
+    assert [c.id for c in res.claims] == ["c1", "c2", "c3", "c4"]
+    assert res.claims[0].rule is not None and all(c.rule is None for c in res.claims[1:])
+    # the simple matches and their top images, per architecture
+    assert {r["model"] for r in t["simple_matches"]} <= {"cnn", "vgg"} and t["simple_matches"]
+    from deepspan.report._base import FigureContext
+
+    z = FigureContext(out).arrays(res.to_dict(), "top_images")
+    for m in {r["model"] for r in t["top_images"]}:
+        assert z[f"{m}__images"].shape[1:] == (sm.TOP_K, 1, 8, 8) and z[f"{m}__indices"].shape[1] == sm.TOP_K
+        assert len([r for r in t["top_images"] if r["model"] == m]) == z[f"{m}__images"].shape[0] * sm.TOP_K
+
+
+def test_tiny_match_figures_are_readable(tiny):
+    """Every text >= 9 pt at a page width of 7.5 in (scaled by width / 7.5 when wider); no overlapping tick labels."""
+    import matplotlib.text as mtext
+
+    from deepspan.report import fig_subspace_match
+    from deepspan.report._base import FigureContext
+
+    out, _cfg, results = tiny
+    fc = FigureContext(out)
+    save, seen = fc.save, []
+
+    def checked_save(fig, stem, caption, dpi=110):
+        fig.draw_without_rendering()
+        renderer = fig.canvas.get_renderer()
+        width = fig.get_tightbbox(renderer).width
+        need = 9.0 * max(width, 7.5) / 7.5
+        small = [(t.get_text(), t.get_fontsize()) for t in fig.findobj(mtext.Text)
+                 if t.get_visible() and t.get_text().strip() and t.get_fontsize() < need - 1e-9]
+        assert not small, f"{stem}: text below {need:.2f} pt: {small[:5]}"
+        for ax in fig.axes:
+            for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+                boxes = [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text().strip()]
+                assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[:i]), f"{stem}: tick overlap"
+        seen.append(stem)
+        return save(fig, stem, caption, dpi)
+
+    fc.save = checked_save
+    infos = fig_subspace_match.draw(results["subspace_match"].to_dict(), fc)
+    assert seen[:3] == ["subspace_match_layers", "subspace_match_stages", "subspace_match_simple_sizes"]
+    assert all((out / i.png).is_file() and i.caption for i in infos)
+
+
+def test_tiny_match_values_recomputed_independently(tiny):
+    out, cfg, results = tiny
+    ctx = ReproContext(cfg, out, progress=False)
+    res = results["subspace_match"]
+    rows = res.tables["similarity"]
+    test = ctx.data.test
+    # 1. a fully connected layer: every test image once (trained pair, cnn relu3)
+    A = deepspan.extract(ctx.runs.load("cnn", "e2"), test, "relu3").features["relu3"]
+    B = deepspan.extract(ctx.runs.load("cnn@s1", "e2"), test, "relu3").features["relu3"]
+    got = next(r for r in rows if r["model"] == "cnn" and r["comparison"] == "A vs B" and r["epoch"] == 2
+               and r["layer"] == "relu3" and r["eps"] == 0.5)
+    assert got["draws"] == 1 and got["similarity"] == pytest.approx(deepspan.max_match(A, B, 0.5).similarity, abs=1e-12)
+    # 2. a conv layer: the draws by hand -- default_rng([seed, r]) over all images x positions, the same rows for
+    #    both networks -- from a full channels extraction; the mean and std (ddof=1) over the draws
+    fa = deepspan.extract(ctx.runs.load("vgg", "init"), test, "relu3", policy="channels").features["relu3"]
+    fb = deepspan.extract(ctx.runs.load("vgg@s1", "init"), test, "relu3", policy="channels").features["relu3"]
+    sims = []
+    for r in range(cfg.match_repeats):
+        idx = np.sort(np.random.default_rng([cfg.seed, r]).choice(len(fa), size=cfg.match_rows, replace=False))
+        sims.append(deepspan.max_match(fa[idx], fb[idx], 0.3).similarity)
+    got = next(r for r in rows if r["model"] == "vgg" and r["comparison"] == "A vs B" and r["epoch"] == 0
+               and r["layer"] == "relu3" and r["eps"] == 0.3)
+    assert got["similarity"] == pytest.approx(np.mean(sims), abs=1e-9)
+    assert got["std"] == pytest.approx(np.std(sims, ddof=1), abs=1e-9)
+    dead = [int((~np.any(fb[np.sort(np.random.default_rng([cfg.seed, r]).choice(len(fb), size=cfg.match_rows,
+                                                                                 replace=False))] != 0, axis=0)).sum())
+            for r in range(cfg.match_repeats)]
+    assert got["dead_b"] == pytest.approx(np.mean(dead))
+    # 3. the top-activating images of one neuron, from a plain forward hook (max over the feature map)
+    top = res.tables["top_images"]
+    first = top[0]
+    model_name, layer = first["model"], first["layer"]
+    assert layer == res.provenance["simple_match_layers"][model_name]
+    run = model_name if first["side"] == "a" else f"{model_name}@s1"
+    import torch
+
+    model = ctx.runs.load(run, "e2")
+    captured = []
+    handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, o: captured.append(o))
+    with torch.no_grad():
+        model(torch.as_tensor(ctx.data.probe.X))
+    handle.remove()
+    maps = captured[0]
+    pooled = (maps.amax(dim=(2, 3)) if maps.ndim == 4 else maps).numpy()
+    hand = np.argsort(-pooled[:, first["neuron"]].astype(np.float64), kind="stable")[: sm.TOP_K]
+    got_idx = [r["probe_index"] for r in top if r["model"] == model_name and r["match"] == first["match"]
+               and r["side"] == first["side"] and r["neuron"] == first["neuron"]]
+    assert got_idx == hand.tolist()
 
 
 # ---------------------------------------------------------------- spectrum: known answers and rules
+# (the MF rule's calibration, the collapse checkpoint and the claim verdicts: tests/test_spectrum_rules.py)
 def _collapsed_features(n_per=30, C=4, p=12, noise=1e-3, seed=5):
     """Features whose top-C eigenfunctions are the class indicators: Phi = onehot(y) diag(s) Q^T + tiny noise."""
     rng = np.random.default_rng(seed)
@@ -132,76 +341,19 @@ def _collapsed_features(n_per=30, C=4, p=12, noise=1e-3, seed=5):
 
 def test_class_indicator_features_are_minimal_feature_regime():
     Phi, y, Y = _collapsed_features()
-    res = feature_spectrum(Phi, y, outputs=5.0 * Y, mf_pi=sp_exp.MF_PI, mf_gap=sp_exp.MF_GAP,
-                           ef_factor=sp_exp.EF_FACTOR)
-    assert res.regime == "MF"
+    row, res = sp_exp.reading(Phi, y, 5.0 * Y, None, 4)
+    assert row["regime"] == "MF" and row["share_C"] == pytest.approx(1.0, abs=1e-5) and row["gap"] > 1e4
     assert res.pi_star[3] == pytest.approx(1.0, abs=1e-5) and res.pi[3] == pytest.approx(1.0, abs=1e-5)
-    assert res.regime_numbers["gap_ratio_C"] > 1e4
-    nc = neural_collapse(Phi, y)
-    assert nc.nc1 < 1e-4
+    assert row["nc1"] < 1e-4 and row["nc4_mismatch"] == 0.0 and row["error"] == 0.0
 
 
 def test_random_features_are_extended_feature_regime():
     rng = np.random.default_rng(6)
     y = np.repeat(np.arange(4), 50)
-    res = feature_spectrum(rng.standard_normal((200, 40)), y)
-    assert res.regime == "EF"
-
-
-def test_nc1_rule_and_mf_reached():
-    assert sp_exp.nc1_rule(0.2, 1.0) and not sp_exp.nc1_rule(0.5, 1.0) and not sp_exp.nc1_rule(0.6, 1.0)
-    rows = [{"regime": r, "position": p} for r, p in (("EF", 0), ("MF", 0.5), ("EF", 1), ("MF", 2), ("MF", 3))]
-    assert sp_exp.mf_reached_epoch(rows) == 2
-    assert sp_exp.mf_reached_epoch(rows[:3]) is None
-
-
-# the regime numbers behind each label (MF: Pi*(C), Pi(C) >= 0.9 and rho_C / rho_C+1 >= 2; EF: far from it)
-_REGIME_NUMBERS = {"MF": {"pi_star_C": 0.95, "pi_C": 0.97, "gap_ratio_C": 3.0, "k90": 4},
-                   "EF": {"pi_star_C": 0.55, "pi_C": 0.6, "gap_ratio_C": 1.1, "k90": 9}}
-
-
-def _reg_row(model, label, regime, nc1):
-    return {"model": model, "checkpoint": label, "regime": regime, "nc1": nc1, **_REGIME_NUMBERS[regime],
-            "d_eff": 4.0, "position": {"init": 0, "e1": 1, "e2": 2}[label],
-            "nc2_equinorm": 0.1, "nc3": 0.5, "nc4": 0.9}
-
-
-def test_spectrum_claim_verdicts():
-    rows = [_reg_row("cnn", "init", "EF", 2.0), _reg_row("cnn", "e1", "MF", 1.0), _reg_row("cnn", "e2", "MF", 0.4),
-            _reg_row("mlp", "init", "EF", 2.0), _reg_row("mlp", "e1", "EF", 1.0), _reg_row("mlp", "e2", "EF", 0.6)]
-    s1, s2 = sp_exp._claims(rows, ["cnn", "mlp"])
-    # cnn ends MF, mlp EF: one of the two MF checks passes
-    assert s1.verdict == "partly" and "(1/2 passed)" in s1.rule_text
-    assert [c.passed(s1.values()) for c in s1.rule.checks] == [True, False]
-    # cnn: 0.4 < 0.5*2 and 0.4 < 0.5*1 -> 2 passes; mlp: 0.6 < 1.0 passes, 0.6 < 0.5 fails
-    assert s2.verdict == "partly" and "(3/4 passed)" in s2.rule_text
-    assert [c.passed(s2.values()) for c in s2.rule.checks] == [True, True, True, False]
-    got = {m.key: m.value for m in s1.measured}
-    assert got["cnn_mf_from"] == 1 and got["mlp_mf_from"] is None
-    assert got["cnn_pi_star_C"] == 0.95 and got["mlp_gap"] == 1.1
-    # both MF and both collapsing -> reproduced; no MF and no collapse -> not reproduced
-    mf = [_reg_row(m, lab, "MF" if lab != "init" else "EF", nc) for m in ("cnn", "mlp")
-          for lab, nc in (("init", 2.0), ("e1", 1.0), ("e2", 0.1))]
-    assert [c.verdict for c in sp_exp._claims(mf, ["cnn", "mlp"])] == ["reproduced", "reproduced"]
-    ef = [_reg_row(m, lab, "EF", nc) for m in ("cnn", "mlp") for lab, nc in (("init", 2.0), ("e1", 1.0), ("e2", 1.5))]
-    assert [c.verdict for c in sp_exp._claims(ef, ["cnn", "mlp"])] == ["not reproduced", "not reproduced"]
-    # the MF check is the regime of feature_spectrum with the experiment's thresholds, boundaries included
-    edge = [_reg_row("cnn", "init", "EF", 2.0), {**_reg_row("cnn", "e1", "MF", 0.1), "pi_star_C": sp_exp.MF_PI,
-                                                "pi_C": sp_exp.MF_PI, "gap_ratio_C": sp_exp.MF_GAP}]
-    assert sp_exp._claims(edge, ["cnn"])[0].verdict == "reproduced"
-    below = [edge[0], {**edge[1], "gap_ratio_C": sp_exp.MF_GAP - 1e-9}]
-    assert sp_exp._claims(below, ["cnn"])[0].verdict == "not reproduced"
-
-
-def test_spectrum_train_claim_verdicts():
-    def row(model, regime):
-        return {"model": model, "regime": regime, "nc1": 0.3, **_REGIME_NUMBERS[regime]}
-
-    c = sp_exp._claim_train([row("cnn", "MF"), row("mlp", "EF")], ["cnn", "mlp"])
-    assert c.id == "s1_train" and c.verdict == "partly" and "(1/2 passed)" in c.rule_text
-    assert c.values()["train_mlp_pi_star_C"] == 0.55 and "cnn: MF, mlp: EF" in c.rule_text
-    assert sp_exp._claim_train([row("cnn", "MF")], ["cnn"]).verdict == "reproduced"
-    assert sp_exp._claim_train([row("cnn", "EF")], ["cnn"]).verdict == "not reproduced"
+    row, _ = sp_exp.reading(rng.standard_normal((200, 40)), y, rng.standard_normal((200, 4)), None, 4)
+    assert row["regime"] == "EF"
+    # NC4 is Papyan et al.'s mismatch rate: 1 - deepspan.neural_collapse's agreement
+    assert 0.0 < row["nc4_mismatch"] <= 1.0
 
 
 # ---------------------------------------------------------------- tiny end-to-end run
@@ -222,79 +374,68 @@ def test_tiny_run_writes_results_arrays_and_figures(tiny):
 
     out, cfg, results = tiny
     fc = FigureContext(out)
-    for name, mod, n_claims in (("subspace_match", fig_subspace_match, 4), ("spectrum", fig_spectrum, 3)):
+    for name, mod, n_claims in (("subspace_match", fig_subspace_match, 4), ("spectrum", fig_spectrum, 8)):
         d = json.loads((out / "results" / f"{name}.json").read_text())
         assert d["verdict"] in ("reproduced", "partly", "not reproduced")
-        ids = ["c1", "c2", "c3", "c4"] if name == "subspace_match" else ["s1", "s1_train", "s2"]
+        ids = (["c1", "c2", "c3", "c4"] if name == "subspace_match" else
+               ["s1", "s1_early", "s1_fc", "s2", "nc1", "nc2", "nc3", "nc4"])
         assert [c["id"] for c in d["claims"]] == ids
         assert len(d["claims"]) == n_claims and all(c["measured"] for c in d["claims"])
         for table, rows in d["tables"].items():
             assert (out / "results" / f"{name}__{table}.csv").is_file()
         infos = mod.draw(d, fc)
         assert infos and all((out / i.png).is_file() and (out / i.svg).is_file() and i.caption for i in infos)
-    d = json.loads((out / "results" / "subspace_match.json").read_text())
-    t = d["tables"]
-    assert {r["comparison"] for r in t["similarity"]} == {"A vs B", "A vs A final"}
-    assert {r["eps"] for r in t["similarity"]} == set(cfg.match_eps)
-    assert t["simple_matches"] and d["arrays"] == {"top_images": sm.ARRAYS_FILE}
-    z = fc.arrays(d, "top_images")
-    assert z["images"].shape[1:] == (sm.TOP_K, 1, 8, 8) and z["indices"].shape[1] == sm.TOP_K
-    assert len(t["top_images"]) == z["images"].shape[0] * sm.TOP_K
+    # (the subspace match's tables, protocol and figures: test_tiny_match_* above)
     sp = results["spectrum"].tables
-    assert {r["model"] for r in sp["regimes"]} == {"cnn", "mlp"}
-    assert {r["checkpoint"] for r in sp["pi_curves"] if r["model"] == "cnn"} == {"init", "e1", "e2"}
+    assert {r["model"] for r in sp["regimes"]} == {"mlp", "cnn", "resnet"}
+    assert {r["split"] for r in sp["regimes"]} == {"train"} and {r["split"] for r in sp["regimes_test"]} == {"test"}
+    assert {r["checkpoint"] for r in sp["pi_curves"] if r["model"] == "cnn"} >= {"init", "e1", "e2"}
+    assert {r["checkpoint"] for r in sp["regimes_test"] if r["model"] == "cnn"} == {"init", "e1", "e2"}
+    assert fc.problems.get("spectrum_rho") == [] and all(fc.problems[s] == [] for s in fc.problems
+                                                         if s.startswith("spectrum"))
+    proto = results["spectrum"].protocol
+    assert proto["split"] == "train" and proto["n_samples"] == cfg.n_train_probe
+    assert proto["layers"] == {"mlp": "relu2", "cnn": "relu3", "resnet": "pool"}
+    assert "ours" in proto["mf_rule"]["source"] and proto["mf_rule"]["gap_min"] == sp_exp.MF_GAP
 
 
 def test_tiny_values_recomputed_independently(tiny):
     out, cfg, results = tiny
     ctx = ReproContext(cfg, out, progress=False)
-    res = results["subspace_match"]
-    rows = res.tables["similarity"]
-    # 1. one max-match similarity: trained pair, fully connected layer relu3 (every probe image, one repeat)
-    A = deepspan.extract(ctx.runs.load("cnn", "e2"), ctx.data.probe, "relu3").features["relu3"]
-    B = deepspan.extract(ctx.runs.load("cnn@s1", "e2"), ctx.data.probe, "relu3").features["relu3"]
-    want = deepspan.max_match(A, B, 0.5).similarity
-    got = next(r for r in rows if r["comparison"] == "A vs B" and r["epoch"] == 2 and r["layer"] == "relu3"
-               and r["eps"] == 0.5)
-    assert got["repeats"] == 1 and got["similarity"] == pytest.approx(want, abs=1e-12)
-    # 2. the top-activating images of one neuron, from a plain forward hook (max over the feature map)
-    top = res.tables["top_images"]
-    first = top[0]
-    layer = res.provenance["simple_match_layer"]
-    run = "cnn" if first["side"] == "a" else "cnn@s1"
+    # (the subspace match's values are recomputed in test_tiny_match_values_recomputed_independently)
     import torch
 
-    model = ctx.runs.load(run, "e2")
-    captured = []
-    handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, o: captured.append(o))
-    with torch.no_grad():
-        model(torch.as_tensor(ctx.data.probe.X))
-    handle.remove()
-    maps = captured[0]
-    pooled = (maps.amax(dim=(2, 3)) if maps.ndim == 4 else maps).numpy()
-    hand = np.argsort(-pooled[:, first["neuron"]].astype(np.float64), kind="stable")[: sm.TOP_K]
-    got_idx = [r["probe_index"] for r in top if r["match"] == first["match"] and r["side"] == first["side"]
-               and r["neuron"] == first["neuron"]]
-    assert got_idx == hand.tolist()
-    # 3. one rho vector and one NC1 from the cached features
+    # 3. the spectrum reads the training probe: features by a plain forward hook at every checkpoint, the
+    #    training error from the model's own outputs, collapse judged at the first checkpoint with error 0
     sp = results["spectrum"].tables
-    Phi = ctx.stats.features("cnn", "e1")
-    spec = feature_spectrum(Phi, ctx.data.probe.y)
-    got_rho = [r["rho"] for r in sorted((r for r in sp["rho"] if r["model"] == "cnn" and r["checkpoint"] == "e1"),
-                                        key=lambda r: r["k"])]
-    np.testing.assert_allclose(got_rho, spec.rho[: len(got_rho)], rtol=1e-9)
-    nc1 = next(r["nc1"] for r in sp["regimes"] if r["model"] == "cnn" and r["checkpoint"] == "e1")
-    assert nc1 == pytest.approx(neural_collapse(Phi, ctx.data.probe.y).nc1, rel=1e-9)
-    # 4. the training-image reading (s1_train): NC1 of the final CNN on the seeded training subset
-    from deepspan.data import probe_subset
-    from deepspan.features import extract
-
-    n = min(len(ctx.data.probe), int(np.bincount(ctx.data.train.y).min()) * 10)
-    sub = probe_subset(ctx.data.train, n, seed=ctx.cfg.seed)
-    final = ctx.runs.checkpoints("cnn")[-1]["label"]
-    layer = ctx.runs.feature_layer("cnn")
-    Phi_tr = extract(ctx.runs.load("cnn", final), sub.X, layer, policy="flatten", progress=False).features[layer]
-    row = next(r for r in sp["train_probe"] if r["model"] == "cnn")
-    assert row["checkpoint"] == final and row["n_samples"] == len(sub)
-    assert row["nc1"] == pytest.approx(neural_collapse(Phi_tr, sub.y).nc1, rel=1e-9)
-    assert row["pi_star_C"] == pytest.approx(feature_spectrum(Phi_tr, sub.y).regime_numbers["pi_star_C"], rel=1e-9)
+    X, y = torch.as_tensor(ctx.data.train_probe.X), np.asarray(ctx.data.train_probe.y)
+    for name in ("cnn", "resnet"):
+        layer = ctx.runs.feature_layer(name)
+        rows = [r for r in sp["regimes"] if r["model"] == name]
+        assert [r["checkpoint"] for r in rows] == [c["label"] for c in ctx.runs.checkpoints(name)]
+        errors, feats = [], {}
+        for r in rows:
+            model = ctx.runs.load(name, r["checkpoint"])
+            grabbed = []
+            handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, o: grabbed.append(o))
+            with torch.no_grad():
+                logits = model(X).double().numpy()
+            handle.remove()
+            feats[r["checkpoint"]] = (grabbed[0].reshape(len(X), -1).double().numpy(), logits)
+            errors.append(float(np.mean(logits.argmax(1) != y)))
+        np.testing.assert_allclose([r["train_error"] for r in rows], errors, atol=1e-12)
+        zero = [r["checkpoint"] for r, e in zip(rows, errors) if e == 0]
+        judged = next(r for r in rows if r["nc_checkpoint"])
+        assert judged["checkpoint"] == (zero[0] if zero else rows[-1]["checkpoint"])
+        Phi, logits = feats[judged["checkpoint"]]
+        spec = feature_spectrum(Phi, y)
+        got_rho = [r["rho"] for r in sorted((r for r in sp["rho"] if r["model"] == name
+                                             and r["checkpoint"] == judged["checkpoint"]), key=lambda r: r["k"])]
+        np.testing.assert_allclose(got_rho, spec.rho[: len(got_rho)], rtol=1e-6)
+        assert judged["gap"] == pytest.approx(spec.rho[9] / spec.rho[10], rel=1e-6)
+        assert judged["share_C"] == pytest.approx(spec.pi_star[9] / spec.pi_star[-1], rel=1e-6)
+        nc = neural_collapse(Phi, y, predictions=logits)
+        assert judged["nc1"] == pytest.approx(nc.nc1, rel=1e-6)
+        assert judged["nc4_mismatch"] == pytest.approx(1.0 - nc.nc4, abs=1e-12)
+        values = {m.key: m.value for c in results["spectrum"].claims for m in c.measured}
+        assert values[f"{name}_nc1"] == judged["nc1"] and values[f"{name}_nc_train_error"] == judged["train_error"]

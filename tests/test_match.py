@@ -671,7 +671,7 @@ def test_layer_match_similarity_default_grid(cnn_featuresets):
     gram = MatchGram.from_activations(fa["1"], fb["1"])
     for r in rows:
         assert r["similarity"] == pytest.approx(gram.max_match(r["eps"]).similarity)
-        assert r["std"] == 0.0
+        assert r["std"] == 0.0 and r["sem"] == 0.0 and r["independent_draws"]   # every row once: exact
     sims = [r["similarity"] for r in rows]
     assert sims == sorted(sims)
     # layers given as pairs
@@ -685,7 +685,15 @@ def test_layer_match_similarity_row_samples_are_seeded(cnn_featuresets):
     for r in rows:
         assert r["repeats"] == 3 and r["n_rows"] == 2000
         assert 0.0 <= r["similarity"] <= 1.0 and r["std"] >= 0.0
+        assert r["sem"] == pytest.approx(r["std"] / math.sqrt(3)) and r["independent_draws"]
     assert layer_match_similarity(fa, fb, n_rows=2000, repeats=3, seed=5) == rows
+    # the repeats by hand: rows default_rng([seed, r]).choice(N, n_rows) of both; mean and std (ddof=1) over them
+    sims = []
+    for r in range(3):
+        idx = np.sort(np.random.default_rng([5, r]).choice(len(fa["1"]), size=2000, replace=False))
+        sims.append(max_match(fa["1"][idx], fb["1"][idx], 0.5).similarity)
+    got = next(r for r in rows if r["eps"] == 0.5)
+    assert got["similarity"] == pytest.approx(np.mean(sims)) and got["std"] == pytest.approx(np.std(sims, ddof=1))
 
 
 def test_layer_match_similarity_refuses_different_positions(digits200):
@@ -698,6 +706,8 @@ def test_layer_match_similarity_refuses_different_positions(digits200):
     fc = deepspan.extract(_cnn(1), X, "1", policy="channels", ids=ids, positions_per_image=10, seed=0, progress=False)
     rows = layer_match_similarity(fa, fc)
     assert all(r["n_rows"] == 2000 for r in rows)
+    # a pool of 10 positions per image is not every row: its repeats would not be independent draws of all rows
+    assert not any(r["independent_draws"] for r in rows)
 
 
 def test_layer_match_similarity_refuses_different_sample_order(digits200, cnn_featuresets):

@@ -97,6 +97,7 @@ __all__ = [
     "minimal_match",
     "simple_matches",
     "layer_match_similarity",
+    "draw_rows", "RowDraws",
     "extract",
     "list_layers",
     "FeatureSet",
@@ -136,7 +137,7 @@ __all__ = [
 
 def __getattr__(name: str):
     """Torch-backed parts (extraction, tracking) load on first use, so ``import deepspan`` stays light."""
-    if name in ("extract", "list_layers", "FeatureSet"):
+    if name in ("extract", "list_layers", "FeatureSet", "draw_rows", "RowDraws"):
         from deepspan import features
 
         return getattr(features, name)

@@ -3,6 +3,7 @@
 from deepspan.features.extract import POLICIES, LayerInfo, extract, iterate_batches, list_layers, resolve_device
 from deepspan.features.featureset import FeatureSet, check_same_featuresets, hash_sample_ids
 from deepspan.features.npy import iter_npy_rows, npy_shape
+from deepspan.features.rows import RowDraws, draw_indices, draw_rows
 
 __all__ = [
     "POLICIES",
@@ -16,4 +17,7 @@ __all__ = [
     "hash_sample_ids",
     "iter_npy_rows",
     "npy_shape",
+    "RowDraws",
+    "draw_rows",
+    "draw_indices",
 ]

@@ -536,49 +536,121 @@ def simple_matches(A: Any, B: Any, eps: float, order: str = "index", seed: int |
     return MatchGram.from_activations(A, B).simple_matches(eps, order, seed)
 
 
-def layer_match_similarity(fs_a: Any, fs_b: Any, layers: Any = None, eps_grid: Any = DEFAULT_EPS_GRID,
-                           n_rows: int = 10_000, repeats: int = 16, seed: int = 0) -> list[dict[str, Any]]:
-    """Maximum matching similarity per layer pair and eps, averaged over seeded row samples.
+def _is_row_draws(x: Any) -> bool:
+    """Whether ``x`` is a row-draws object (:class:`deepspan.features.RowDraws`, by its methods)."""
+    return all(hasattr(x, a) for a in ("n_draws", "draw", "is_complete", "layer_hash"))
 
-    ``fs_a``, ``fs_b`` are FeatureSets of two networks on the same samples
-    (conv layers extracted with the ``channels`` policy, so rows are (image,
-    position) pairs, with the same positions in both). Following the paper's
-    protocol, each repeat draws ``n_rows`` rows (default 10,000) with a
-    seeded generator and computes the maximum match; the similarity is
-    averaged over ``repeats`` (default 16). Layers with at most ``n_rows``
-    rows use all of them once. ``layers`` is a list of names present in both,
+
+def _mean_std_sem(values: np.ndarray, exact: bool) -> tuple[float, float, float]:
+    """Mean, standard deviation (ddof=1) and standard error over draws; an exact value has std = sem = 0,
+    a single sampled draw has neither (NaN)."""
+    mean = float(values.mean())
+    if exact:
+        return mean, 0.0, 0.0
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    std = float(values.std(ddof=1))
+    return mean, std, std / math.sqrt(len(values))
+
+
+def layer_match_similarity(fs_a: Any, fs_b: Any, layers: Any = None, eps_grid: Any = DEFAULT_EPS_GRID,
+                           n_rows: int | None = None, repeats: int | None = None, seed: int = 0,
+                           atol: float = ATOL) -> list[dict[str, Any]]:
+    """Maximum matching similarity per layer pair and eps, averaged over row draws (Wang et al. 2018).
+
+    Wang et al.'s protocol (official code, MeckyWu/subspace-match): for a conv layer (neurons =
+    channels, samples = (image, position) pairs) each of 16 draws takes 10,000 (image, position)
+    pairs without replacement from **all** test images x positions, the same pairs for both networks;
+    the similarity is the mean over the draws. Fully connected layers use every image once.
+
+    Two routes, chosen by what ``fs_a`` and ``fs_b`` are:
+
+    * **row draws** (:func:`deepspan.draw_rows` on both networks with the same data, seed, ``n_rows`` and
+      ``draws``): the repeats are the independent draws the objects hold -- the paper's protocol, with
+      the memory of the draws only. ``n_rows`` and ``repeats`` default to the draws' own and, if given,
+      must equal them; ``seed`` is not used (the draws carry theirs).
+    * **FeatureSets** (``channels`` policy for conv layers): each repeat takes ``n_rows`` (default
+      10,000) of the FeatureSet's rows with ``default_rng([seed, r])``; ``repeats`` defaults to 16.
+      The repeats are independent draws of *those rows*: with ``positions_per_image`` they are subsets
+      of one fixed pool of positions, whose mean is biased toward that pool and whose spread is too
+      small. Independent draws from all (image, position) pairs need every position in the
+      FeatureSet (memory N x P x C) or, better, the row-draws route.
+
+    A layer whose rows are all used once (at most ``n_rows`` rows, or a complete draw) gives the
+    exact similarity of all rows: std and sem are 0. ``layers`` is a list of names present in both,
     or of (layer_a, layer_b) pairs; default: the common layers.
 
-    Returns tidy rows ``{layer_a, layer_b, eps, similarity, std, repeats, n_rows}``.
+    Returns tidy rows ``{layer_a, layer_b, eps, similarity, std, sem, repeats, n_rows,
+    independent_draws}``: ``similarity`` is the mean over the repeats, ``std`` their standard
+    deviation (ddof=1; NaN for a single sampled draw), ``sem = std / sqrt(repeats)`` the standard error
+    of the mean, ``independent_draws`` whether the repeats are independent samples of all rows (or
+    all rows once) -- False for a FeatureSet extracted with ``positions_per_image`` (a fixed pool).
     """
+    draws_route = _is_row_draws(fs_a), _is_row_draws(fs_b)
+    if draws_route[0] != draws_route[1]:
+        raise InputError("pass two row-draws objects (deepspan.draw_rows on both networks with the same seed) or two "
+                         "FeatureSets, not one of each: their rows cannot be the same.")
+    draws_route = draws_route[0]
     if layers is None:
         layers = [name for name in fs_a.layers if name in fs_b.layers]
         if not layers:
-            raise InputError("the two FeatureSets have no layer name in common; pass layers=[(layer_a, layer_b), ...].")
+            raise InputError("the two inputs have no layer name in common; pass layers=[(layer_a, layer_b), ...].")
     pairs = [(x, x) if isinstance(x, str) else tuple(x) for x in layers]
     eps_grid = [_check_eps(e) for e in eps_grid]
+    if not eps_grid:
+        raise InputError("eps_grid is empty; pass at least one eps, e.g. the paper's (0.15, 0.2, 0.25, 0.3, 0.5).")
+    if draws_route:
+        for what, given, held in (("n_rows", n_rows, fs_a.n_rows), ("repeats", repeats, fs_a.draws)):
+            if given is not None and int(given) != int(held):
+                raise InputError(f"{what}={given} differs from the row draws, which were made with {held}; draw again "
+                                 f"with deepspan.draw_rows(..., {'n_rows' if what == 'n_rows' else 'draws'}={given}) "
+                                 f"or leave {what} unset.")
+    else:
+        n_rows = 10_000 if n_rows is None else int(n_rows)
+        repeats = 16 if repeats is None else int(repeats)
+        if n_rows < 1 or repeats < 1:
+            raise InputError(f"n_rows and repeats must be positive, got n_rows={n_rows}, repeats={repeats}.")
     rows = []
     for la, lb in pairs:
         ha, hb = fs_a.layer_hash(la), fs_b.layer_hash(lb)
         if ha != hb:
+            fix = ("draw both with deepspan.draw_rows on the same data with the same seed, n_rows and draws"
+                   if draws_route else
+                   "extract both on the same samples with the same policy, positions_per_image and seed")
             raise SampleMismatchError(
-                f"layer {la!r} of the first FeatureSet and {lb!r} of the second have different rows (hash {ha} vs "
-                f"{hb}); extract both on the same samples with the same policy, positions_per_image and seed."
+                f"layer {la!r} of the first input and {lb!r} of the second have different rows (hash {ha} vs {hb}); "
+                f"{fix}."
             )
-        A, B = np.asarray(fs_a[la]), np.asarray(fs_b[lb])
-        n = len(A)
-        reps = 1 if n <= n_rows else int(repeats)
+        if draws_route:
+            reps = fs_a.n_draws(la)
+            exact = bool(fs_a.is_complete(la))
+            independent = True
+            get_a = functools.partial(fs_a.draw, la)
+            get_b = functools.partial(fs_b.draw, lb)
+            n_used = int(fs_a.draw(la, 0).shape[0])
+        else:
+            A, B = np.asarray(fs_a[la]), np.asarray(fs_b[lb])
+            n = len(A)
+            exact = n <= n_rows
+            reps = 1 if exact else repeats
+            # a FeatureSet holds every (image, position) row unless it was extracted with positions_per_image
+            independent = (getattr(fs_a, "provenance", {}) or {}).get("positions_per_image") is None
+            n_used = min(n, n_rows)
+
+            def _subset(M: np.ndarray, r: int, n: int = n) -> np.ndarray:
+                if exact:
+                    return M
+                return M[np.sort(np.random.default_rng([seed, r]).choice(n, size=n_rows, replace=False))]
+
+            get_a = functools.partial(_subset, A)
+            get_b = functools.partial(_subset, B)
         sims = np.zeros((reps, len(eps_grid)))
         for r in range(reps):
-            if reps == 1:
-                Ar, Br = A, B
-            else:
-                idx = np.sort(np.random.default_rng([seed, r]).choice(n, size=n_rows, replace=False))
-                Ar, Br = A[idx], B[idx]
-            mg = MatchGram.from_activations(Ar, Br)
+            mg = MatchGram.from_activations(get_a(r), get_b(r), atol)
             for j, e in enumerate(eps_grid):
                 sims[r, j] = mg.max_match(e).similarity
         for j, e in enumerate(eps_grid):
-            rows.append({"layer_a": la, "layer_b": lb, "eps": e, "similarity": float(sims[:, j].mean()),
-                         "std": float(sims[:, j].std()), "repeats": reps, "n_rows": min(n, n_rows)})
+            mean, std, sem = _mean_std_sem(sims[:, j], exact)
+            rows.append({"layer_a": la, "layer_b": lb, "eps": e, "similarity": mean, "std": std, "sem": sem,
+                         "repeats": reps, "n_rows": n_used, "independent_draws": bool(independent)})
     return rows

@@ -41,8 +41,8 @@ def print_verdicts(results: dict[str, Any]) -> None:
 @click.command("reproduce")
 @click.option("--scale", type=click.Choice(["tiny", "quick", "full"]), default="quick", show_default=True,
               help="quick: MNIST 20k training images, 6 epochs (MLP 10, SimCLR 4), converged models, "
-                   "under 10 min on 2 cores; full: all 60k images, 12 epochs, 16 subspace-match draws, a larger "
-                   "population, under 60 min; tiny: seconds, for tests.")
+                   "about 12 min on 2 cores; full: all 60k images, 12-25 epochs, 16 subspace-match draws, a larger "
+                   "population, an estimated 50-60 min; tiny: about a minute, for tests.")
 @click.option("--dataset", default=None,
               help="mnist (default for quick/full), digits (default for tiny), cifar10 (needs --data-dir), "
                    "or a .npz file with images X (N x C x H x W or N x H x W) and labels y.")

@@ -5,10 +5,11 @@ Three scales share one code path and differ only in numbers:
 * ``tiny``  -- the test suite's end-to-end run (8x8 digits, 2 epochs, small widths; seconds).
 * ``quick`` -- the README's main job: MNIST, 20,000 training images, 6 epochs (MLP 10, SimCLR 4), SGD with
   momentum, weight decay and a cosine schedule, so the supervised models converge (test accuracy on
-  all 10,000 test images: CNN and ResNet >= 98.5 %, MLP >= 97 %); under 10 minutes on 2 CPU cores.
+  all 10,000 test images: CNN and ResNet >= 98.5 %, MLP >= 97 %); about 12 minutes on 2 CPU cores
+  (measured 2026-11-29, plus the install from a fresh clone).
 * ``full``  -- all 60,000 training images, 12 epochs (MLP 25, CNN 15, VGG 10, autoencoder 8, SimCLR 4),
-  16 subspace-match draws of 10,000 rows, a larger generalisation population; under 60 minutes on 2
-  CPU cores.
+  16 subspace-match draws of 10,000 rows, a larger generalisation population; estimated 50-60 minutes
+  on 2 CPU cores (not yet run end to end).
 
 Training protocol (``ModelSpec``): the papers' models were trained to convergence ("well-trained
 models (model of epoch 200 in our case)", Liu et al. 2022, A.1); their optimiser settings are not
@@ -38,7 +39,7 @@ from deepspan.errors import InputError
 __all__ = ["ModelSpec", "ReproduceConfig", "SCALES", "config_for", "EXPECTED_MINUTES"]
 
 SCALES = ("tiny", "quick", "full")
-EXPECTED_MINUTES = {"tiny": 0.5, "quick": 8, "full": 55}
+EXPECTED_MINUTES = {"tiny": 1, "quick": 12, "full": 55}
 
 
 @dataclass(frozen=True)

@@ -420,12 +420,7 @@ def extract(
         model.train(was_training)
     if start == 0:
         raise InputError("the data yielded no samples; nothing was extracted.")
-    if known_ids is None:
-        sample_ids = np.arange(start).astype(str)
-    else:
-        sample_ids = np.asarray(known_ids)
-        if len(sample_ids) != start:
-            raise InputError(f"{len(sample_ids)} sample ids were given for {start} samples; pass one id per sample.")
+    sample_ids = sample_ids_for(known_ids, start)
     features = {}
     positions = {}
     for name, st in state.items():
@@ -447,3 +442,13 @@ def extract(
     }
     used = {name: (pol.get(name) or "flatten") for name in mods}
     return FeatureSet(features, sample_ids, hash_sample_ids(sample_ids), used, positions, labels, provenance)
+
+
+def sample_ids_for(known_ids: Any, n: int) -> np.ndarray:
+    """The ids of ``n`` extracted samples: ``known_ids`` (one per sample) or ``"0" .. "n-1"``."""
+    if known_ids is None:
+        return np.arange(n).astype(str)
+    ids = np.asarray(known_ids)
+    if len(ids) != n:
+        raise InputError(f"{len(ids)} sample ids were given for {n} samples; pass one id per sample.")
+    return ids

@@ -51,6 +51,7 @@ from deepspan.features.extract import (
     _resolve_layers,
     iterate_batches,
     resolve_device,
+    sample_ids_for,
 )
 from deepspan.features.featureset import hash_sample_ids
 
@@ -378,12 +379,7 @@ def draw_rows(model: nn.Module, data: Any, layers: Any, n_rows: int = 10_000, dr
     if start != n_images:
         raise InputError(f"the data yielded {start} samples but announced {n_images}; pass data whose length is its "
                          f"number of samples.")
-    if known_ids is None:
-        sample_ids = np.arange(n_images).astype(str)
-    else:
-        sample_ids = np.asarray(known_ids)
-        if len(sample_ids) != n_images:
-            raise InputError(f"{len(sample_ids)} sample ids were given for {n_images} samples; pass one id per sample.")
+    sample_ids = sample_ids_for(known_ids, n_images)
     provenance = {"model": type(model).__name__, "checkpoint": checkpoint, "device": str(dev),
                   "batch_size": batch_size, "channels_last": bool(channels_last), "forward_passes": passes, "seconds": round(time.time() - t0, 3),
                   "deepspan_version": __version__, "torch_version": torch.__version__}

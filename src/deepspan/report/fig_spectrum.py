@@ -104,6 +104,22 @@ def _epoch_axis(ax: Any, x0: float, xmax: float, label: bool = False) -> None:
         ax.set_xlabel(EPOCHS)
 
 
+def _gap_share_axes(fig: Any, axes: Any, gaps: list[float], gap_min: float, share_min: float, gap_label: str,
+                    x0: float, xmax: float) -> None:
+    """Thresholds, scales, labels and epoch axes of a (gap, share) pair of panels."""
+    axes[0].axhline(gap_min, color="gray", ls="-.", lw=0.9)
+    axes[1].axhline(share_min, color="gray", ls="-.", lw=0.9)
+    _log_y(axes[0], gaps + [gap_min])
+    axes[0].set_ylabel(gap_label)
+    axes[1].set_ylabel("Pi*(C) / Pi*(p)")
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[0].set_title("eigenvalue gap after C")
+    axes[1].set_title("top-C share of what all features reach")
+    for ax in axes:
+        _epoch_axis(ax, x0, xmax)
+    fig.supxlabel(EPOCHS)
+
+
 def _log_y(ax: Any, values: list[float]) -> None:
     """Log y axis with plain labels: decades (every other one past 6 decades), or 1-2-5 within 2 decades."""
     vals = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
@@ -258,17 +274,7 @@ def _fig_regimes(result, fc, models, x0, xmax, C, gap_min, share_min, n) -> Figu
         axes[1].plot(xs, [float("nan") if r["share_C"] is None else r["share_C"] for r in s], color=col, lw=1.2)
         _regime_markers(axes[0], xs, g, [r["regime"] for r in s])
         _regime_markers(axes[1], xs, [r["share_C"] for r in s], [r["regime"] for r in s])
-    axes[0].axhline(gap_min, color="gray", ls="-.", lw=0.9)
-    axes[1].axhline(share_min, color="gray", ls="-.", lw=0.9)
-    _log_y(axes[0], gaps + [gap_min])
-    axes[0].set_ylabel(f"rho_C / rho_C+1 (C = {C})")
-    axes[1].set_ylabel("Pi*(C) / Pi*(p)")
-    axes[1].set_ylim(-0.02, 1.02)
-    axes[0].set_title("eigenvalue gap after C")
-    axes[1].set_title("top-C share of what all features reach")
-    for ax in axes:
-        _epoch_axis(ax, x0, xmax)
-    fig.supxlabel(EPOCHS)
+    _gap_share_axes(fig, axes, gaps, gap_min, share_min, f"rho_C / rho_C+1 (C = {C})", x0, xmax)
     handles = [Line2D([], [], color=_color(models, m), lw=1.2, label=m) for m in models]
     handles += [Line2D([], [], ls="", marker="o", markerfacecolor=c, markeredgecolor="black", label=k)
                 for k, c in REGIME_COLORS.items()]
@@ -344,17 +350,7 @@ def _fig_heldout(result, fc, models, x0, xmax, gap_min, share_min) -> FigureInfo
             axes[0].plot(xs, g, color=col, ls=ls, lw=1.2, marker="o", ms=2.5)
             axes[1].plot(xs, [float("nan") if r["share_C"] is None else r["share_C"] for r in rows], color=col,
                          ls=ls, lw=1.2, marker="o", ms=2.5)
-    axes[0].axhline(gap_min, color="gray", ls="-.", lw=0.9)
-    axes[1].axhline(share_min, color="gray", ls="-.", lw=0.9)
-    _log_y(axes[0], gaps + [gap_min])
-    axes[0].set_ylabel("rho_C / rho_C+1")
-    axes[1].set_ylabel("Pi*(C) / Pi*(p)")
-    axes[1].set_ylim(-0.02, 1.02)
-    axes[0].set_title("eigenvalue gap after C")
-    axes[1].set_title("top-C share of what all features reach")
-    for ax in axes:
-        _epoch_axis(ax, x0, xmax)
-    fig.supxlabel(EPOCHS)
+    _gap_share_axes(fig, axes, gaps, gap_min, share_min, "rho_C / rho_C+1", x0, xmax)
     handles = [Line2D([], [], color=_color(models, m), lw=1.2, label=m) for m in models]
     handles += [Line2D([], [], color="gray", lw=1.2, label="training images"),
                 Line2D([], [], color="gray", lw=1.2, ls="--", label="held-out images"),

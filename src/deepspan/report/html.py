@@ -47,7 +47,7 @@ from typing import Any
 
 from deepspan._io import atomic_write_json, atomic_write_text
 from deepspan.errors import DeepspanError
-from deepspan.results import DESCRIPTIVE, ExperimentResult
+from deepspan.results import DESCRIPTIVE, ExperimentResult, combine_verdicts
 
 __all__ = ["FORMAT", "write_report", "format_value", "short_quote", "main", "STATE", "MODELS", "READING_ANGLES"]
 
@@ -178,18 +178,8 @@ def _badge(verdict: str | None, exp: str, claim: str = "") -> str:
 
 
 def _combine(verdicts: list[str]) -> str:
-    """As :func:`deepspan.results.combine_verdicts`: over the judged claims only (``descriptive`` ones do
-    not count); ``descriptive`` when every claim is; ``unknown`` without claims."""
-    if not verdicts:
-        return "unknown"
-    verdicts = [v for v in verdicts if v != DESCRIPTIVE]
-    if not verdicts:
-        return DESCRIPTIVE
-    if all(v == "reproduced" for v in verdicts):
-        return "reproduced"
-    if all(v == "not reproduced" for v in verdicts):
-        return "not reproduced"
-    return "partly"
+    """:func:`deepspan.results.combine_verdicts` (descriptive claims do not count), ``unknown`` without claims."""
+    return combine_verdicts(verdicts) if verdicts else "unknown"
 
 
 def _short_error(exc: BaseException) -> str:

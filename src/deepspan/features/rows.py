@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepspan._layout import enter_channels_last, leave_channels_last
 from deepspan._version import __version__
 from deepspan.errors import InputError
 from deepspan.features.extract import (
@@ -334,14 +335,10 @@ def draw_rows(model: nn.Module, data: Any, layers: Any, n_rows: int = 10_000, dr
     handles = []
     t0 = time.time()
     layout = None
-    if channels_last:
-        four = [p for p in model.parameters() if p.ndim == 4]
-        layout = torch.channels_last if four and four[0].is_contiguous(memory_format=torch.channels_last) and \
-            not four[0].is_contiguous() else torch.contiguous_format
     try:
         model.to(dev)
         if channels_last:
-            model.to(memory_format=torch.channels_last)
+            layout = enter_channels_last(model)
         model.eval()
         for name, m in mods.items():
             handles.append(m.register_forward_hook(make_hook(name)))
@@ -371,8 +368,7 @@ def draw_rows(model: nn.Module, data: Any, layers: Any, n_rows: int = 10_000, dr
     finally:
         for h in handles:
             h.remove()
-        if layout is not None:
-            model.to(memory_format=layout)
+        leave_channels_last(model, layout)
         if home is not None:
             model.to(home)
         model.train(was_training)

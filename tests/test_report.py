@@ -367,6 +367,19 @@ def test_broken_figure_module_gives_error_note(run, tmp_path, monkeypatch, capsy
     assert "(edited)" in (out / "report.html").read_text()
 
 
+def test_parallel_drawing_equals_serial(run, tmp_path):
+    """reproduce draws the sections in 2 spawned processes; drawing them in this process gives the same
+    report.json and byte-identical PNG figures."""
+    out = tmp_path / "serial"
+    shutil.copytree(run.out, out, ignore=shutil.ignore_patterns("runs", "cache"))
+    parallel = json.loads((run.out / "report.json").read_text())
+    write_report(out, redraw=True, workers=1)
+    serial = json.loads((out / "report.json").read_text())
+    assert serial["sections"] == parallel["sections"] and serial["errors"] == parallel["errors"] == []
+    for f in serial["figures"]:
+        assert (out / f["png"]).read_bytes() == (run.out / f["png"]).read_bytes(), f["stem"]
+
+
 def test_unreadable_result_and_empty_folder(tmp_path):
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "convergence.json").write_text("{not json")

@@ -9,6 +9,7 @@ it stopped. ``only`` restricts the run to some experiments.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,8 @@ def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-re
     if report:
         from deepspan.report import write_report
 
-        path = write_report(ctx.out, order=list(EXPERIMENTS))
+        # the figures are drawn in parallel, one process per CPU core (at most 2: the sections are few)
+        path = write_report(ctx.out, order=list(EXPERIMENTS), workers=min(2, os.cpu_count() or 1))
         say(f"report: {path}")
     return results
 

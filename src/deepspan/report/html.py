@@ -301,6 +301,26 @@ def _draw(name: str, result: dict[str, Any], out: Path) -> tuple[list[dict[str, 
         return [], _short_error(exc) + "\n\n" + traceback.format_exc(), []
 
 
+def _draw_one(args: tuple[str, dict[str, Any], str]) -> tuple[list[dict[str, str]], str | None, list[str]]:
+    name, result, out = args
+    return _draw(name, result, Path(out))
+
+
+def _draw_all(items: list[tuple[str, dict[str, Any]]], out: Path,
+              workers: int) -> dict[str, tuple[list[dict[str, str]], str | None, list[str]]]:
+    """:func:`_draw` of every (name, result); in ``workers`` spawned processes when that is > 1 and there is
+    more than one section (drawing is CPU-bound matplotlib work, one section per task)."""
+    workers = max(1, min(int(workers), len(items)))
+    if workers == 1:
+        return {name: _draw(name, result, out) for name, result in items}
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawned, not forked: the parent holds torch's and BLAS's thread pools
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        return dict(zip([n for n, _ in items], pool.map(_draw_one, [(n, r, str(out)) for n, r in items])))
+
+
 def _img(out: Path, fig: dict[str, str]) -> str:
     data = base64.b64encode((out / fig["png"]).read_bytes()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{_e(fig["stem"])}: {_e(fig["caption"][:200])}">'
@@ -581,7 +601,7 @@ def _section_html(idx: int, name: str, d: dict[str, Any] | None, figs: list[dict
 
 
 # ----------------------------------------------------------------------------- entry points
-def write_report(out: str | Path, *, redraw: bool = False, order: list[str] | None = None) -> Path:
+def write_report(out: str | Path, *, redraw: bool = False, order: list[str] | None = None, workers: int = 1) -> Path:
     """Draw the figures and write ``out/report.html`` and ``out/report.json`` from ``out/results``.
 
     Returns the path of ``report.html``. A section's figures are redrawn only when something they
@@ -590,6 +610,8 @@ def write_report(out: str | Path, *, redraw: bool = False, order: list[str] | No
     section failures are shown in the report and listed under ``errors`` in ``report.json``; they
     do not raise. Sections follow ``order`` (default: the experiment order recorded in
     ``out/deepspan-reproduce.json``, i.e. the registry's); other results follow, sorted by name.
+    ``workers`` > 1 draws the sections in that many spawned processes (the same figures; one process
+    draws all of a section's figures).
     """
     out = Path(out)
     results_dir = out / "results"
@@ -600,30 +622,38 @@ def write_report(out: str | Path, *, redraw: bool = False, order: list[str] | No
     sections: list[dict[str, Any]] = []
     all_errors: list[dict[str, str]] = []
     bodies: list[str] = []
+    loaded: list[tuple[str, dict[str, Any] | None, list[dict[str, str]], str | None, Any]] = []
+    to_draw: list[str] = []
     for name in names:
         errs: list[dict[str, str]] = []
         key = None
+        reused = None
         try:
             d, raw = _load(results_dir, name)
             results[name] = d
         except (OSError, ValueError) as exc:
             d = None
             errs.append({"exp": name, "stage": "reading the result", "message": _short_error(exc)})
-        figs: list[dict[str, str]] = []
-        readability: list[str] = []
         if d is not None:
             try:
                 key = _figure_key(name, raw, d, out)
             except (OSError, TypeError, AttributeError):
                 key = None
             reused = _reusable(previous.get(name), key, out)
-            if reused is not None:
-                figs = reused
-                readability = [str(p) for p in previous[name].get("readability") or []]
-            else:
-                figs, err, readability = _draw(name, d, out)
-                if err:
-                    errs.append({"exp": name, "stage": "drawing the figures", "message": err})
+            if reused is None:
+                to_draw.append(name)
+        loaded.append((name, d, errs, key, reused))
+    drawn = _draw_all([(name, results[name]) for name in to_draw], out, workers)
+    for name, d, errs, key, reused in loaded:
+        figs: list[dict[str, str]] = []
+        readability: list[str] = []
+        if reused is not None:
+            figs = reused
+            readability = [str(p) for p in previous[name].get("readability") or []]
+        elif d is not None:
+            figs, err, readability = drawn[name]
+            if err:
+                errs.append({"exp": name, "stage": "drawing the figures", "message": err})
         idx = len(sections) + 1
         try:
             body = _section_html(idx, name, d, figs, errs, out)

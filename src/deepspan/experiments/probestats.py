@@ -10,8 +10,8 @@ uncentered and column-centered (``center="both"``: one product per layer), the t
 left singular vectors, the top ``N_VALUES`` singular values, the cumulative energy
 r_k = sum_{i<=k} sigma_i^2 / ||F||_F^2, and the angles to the final checkpoint, to the previous one
 and to the data P-vector of that probe. The tracked layers are the feature layer and the model's
-output (logits of a classifier, the projection head of SimCLR: sensitivity readings), plus every
-block layer for the runs of the layer-wise study (``all_layers``). The tracker's folder
+output (logits of a classifier, the projection head of SimCLR: sensitivity readings), plus, on the
+training probe (the layer-wise study's sample set), every block layer of the runs of ``all_layers``. The tracker's folder
 ``cache/track/<split>/<run>`` is its resumable store.
 
 The features of a run's feature layer at a checkpoint (for the spectrum and the baselines) are
@@ -53,13 +53,14 @@ class ProbeStatistics:
         self._trackers: dict[tuple[str, str], object] = {}
         self._data: dict[str, dict[bool, SingularTriplets]] = {}
 
-    def tracked_layers(self, name: str) -> list[str]:
-        """Feature layer, output layer (if any) and, for ``all_layers`` runs, every block layer."""
+    def tracked_layers(self, name: str, split: str = "train") -> list[str]:
+        """Feature layer, output layer (if any) and, for ``all_layers`` runs on the training probe, every
+        block layer (the layer-wise study reads training images only)."""
         layers = [self.runs.feature_layer(name)]
         out = self.runs.output_layer(name)
         if out is not None:
             layers.append(out)
-        if name in self.all_layers:
+        if name in self.all_layers and split == "train":
             layers = list(dict.fromkeys(self.runs.layers(name) + layers))
         return layers
 
@@ -70,7 +71,7 @@ class ProbeStatistics:
             from deepspan.track import track_checkpoints
 
             self._trackers[key] = track_checkpoints(
-                self.runs.series(name), self.data.probe_of(split), self.tracked_layers(name), policy="flatten",
+                self.runs.series(name), self.data.probe_of(split), self.tracked_layers(name, split), policy="flatten",
                 k=N_VALUES, n_vectors=N_VECTORS, center="both", out_dir=self.cache_dir / "track" / split / name,
                 batch_size=BATCH_SIZE)
         return self._trackers[key]

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from deepspan.errors import InputError
 from deepspan.experiments.config import SCALES, ModelSpec, ReproduceConfig, config_for
@@ -132,7 +133,7 @@ def test_configured_protocol():
 
 @pytest.mark.parametrize("scale,want", [
     ("tiny", {"mlp": 2, "cnn": 2, "resnet": 2, "autoencoder": 2, "simclr": 2, "vgg": 2}),
-    ("quick", {"mlp": 10, "cnn": 6, "resnet": 6, "autoencoder": 6, "simclr": 4, "vgg": 6}),   # the docstring's
+    ("quick", {"mlp": 10, "cnn": 6, "resnet": 6, "autoencoder": 3, "simclr": 3, "vgg": 4}),   # the docstring's
     ("full", None),
 ])
 def test_epochs_of(scale, want):
@@ -267,3 +268,23 @@ def test_model_record_and_models_json(tmp_path):
     assert path == tmp_path / MODELS_FILE
     d = json.loads(path.read_text())
     assert d["format"] == "deepspan-models/1" and d["models"] == [rec]   # only trained runs are listed
+
+
+def test_random_shifts_only_where_configured():
+    """Full scale trains its CNN (and the CNN's second seed) with random shifts of up to 2 px; nothing else is
+    augmented, extraction never is, and the optimiser text in the models table says so."""
+    from deepspan.zoo.augment import Augment
+
+    f, q = config_for("full"), config_for("quick")
+    aug = f.model("cnn").augment()
+    assert isinstance(aug, Augment) and (aug.max_shift, aug.degrees, aug.scale, aug.noise_std) == (2, 0.0, (1.0, 1.0), 0.0)
+    assert "random shifts of up to 2 px in training" in f.model("cnn").describe()
+    assert all(s.augment() is None for n, s in f.models if n != "cnn")
+    assert all(s.augment() is None for _, s in q.models)
+    # a shift on a self-supervised spec means nothing: SimCLR brings its own views
+    from deepspan.experiments.config import ModelSpec
+
+    assert ModelSpec("simclr", "simclr", (8,), shift=2).augment() is None
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
+    y = aug(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.equal(y, x)

@@ -3,11 +3,13 @@
 Three scales share one code path and differ only in numbers:
 
 * ``tiny``  -- the test suite's end-to-end run (8x8 digits, 2 epochs, small widths; seconds).
-* ``quick`` -- the README's main job: MNIST, 20,000 training images, 6 epochs (MLP 10, SimCLR 4), SGD with
+* ``quick`` -- the README's main job: MNIST, 20,000 training images, 6 epochs (MLP 10, VGG 4, autoencoder and
+  SimCLR 3), SGD with
   momentum, weight decay and a cosine schedule, so the supervised models converge (test accuracy on
   all 10,000 test images: CNN and ResNet >= 98.5 %, MLP >= 97 %); about 12 minutes on 2 CPU cores
   (measured 2026-11-29, plus the install from a fresh clone).
-* ``full``  -- all 60,000 training images, 12 epochs (MLP 25, CNN 15, VGG 10, autoencoder 8, SimCLR 4),
+* ``full``  -- all 60,000 training images, 12 epochs (MLP 25, CNN 15 with random shifts, VGG 10, autoencoder 8,
+  SimCLR 4),
   16 subspace-match draws of 10,000 rows, a larger generalisation population; estimated 50-60 minutes
   on 2 CPU cores (not yet run end to end).
 
@@ -55,6 +57,17 @@ class ModelSpec:
     weight_decay: float = 0.0
     schedule: str = "constant"
     epochs: int | None = None  # None: the config's epochs
+    #: random crop at training time (supervised only): zero-pad by ``shift`` pixels, take a random window
+    #: (:func:`deepspan.zoo.augment.random_translate`); 0 = no augmentation. Extraction never augments.
+    shift: int = 0
+
+    def augment(self):
+        """The training augmentation of this spec (a :class:`~deepspan.zoo.augment.Augment`), or None."""
+        if not self.shift or self.paradigm != "supervised":
+            return None
+        from deepspan.zoo.augment import Augment
+
+        return Augment(max_shift=int(self.shift), degrees=0.0, scale=(1.0, 1.0), noise_std=0.0)
 
     def kwargs(self) -> dict[str, Any]:
         return {"widths": tuple(self.widths), **dict(self.extra)}
@@ -69,6 +82,8 @@ class ModelSpec:
             parts.append(f"weight decay {self.weight_decay:g}")
         parts.append({"constant": "constant rate", "cosine": "cosine schedule",
                       "steps": "x0.1 at 50 % and 75 % of training"}[self.schedule])
+        if self.augment() is not None:
+            parts.append(f"random shifts of up to {self.shift} px in training")
         return ", ".join(parts)
 
 
@@ -168,14 +183,17 @@ def _models(scale: str) -> tuple[tuple[str, ModelSpec], ...]:
     quick = scale == "quick"
     return (
         ("mlp", ModelSpec("mlp", "supervised", (256, 128), epochs=10 if quick else 25, **sgd)),
-        ("cnn", ModelSpec("cnn", "supervised", (16, 32, 128), epochs=None if quick else 15, **sgd)),
+        # full: random shifts of <= 2 px lift the CNN from 99.16 % to 99.37 % test accuracy (15 epochs, measured)
+        ("cnn", ModelSpec("cnn", "supervised", (16, 32, 128), epochs=None if quick else 15, shift=0 if quick else 2,
+                          **sgd)),
         ("resnet", ModelSpec("resnet", "supervised", (16, 32, 64), extra=(("stem_stride", 2),), **sgd)),
+        # quick: the autoencoder's linear probe levels off after 2 epochs (83.8 % at epoch 2, 83.4 % at epoch 6)
         ("autoencoder", ModelSpec("autoencoder", "autoencoder", (16, 32), "adam", extra=(("latent_dim", 32),),
-                                  schedule="cosine", epochs=None if quick else 8)),
+                                  schedule="cosine", epochs=3 if quick else 8)),
         ("simclr", ModelSpec("simclr", "simclr", (32, 64, 128), "adam", extra=(("proj_dim", 64), ("stem_stride", 2)),
-                             schedule="cosine", epochs=4)),
+                             schedule="cosine", epochs=3 if quick else 4)),
         ("vgg", ModelSpec("vgg", "supervised", (8, 16, 32, 32, 128), lr=0.05, weight_decay=5e-4, schedule="steps",
-                          epochs=None if quick else 10)),
+                          epochs=4 if quick else 10)),
     )
 
 

@@ -124,7 +124,7 @@ class RunStore:
         train(model, train_data, paradigm=spec.paradigm, epochs=epochs, batch_size=self.cfg.batch_size,
               optimizer=spec.optimizer, lr=spec.lr, weight_decay=spec.weight_decay, schedule=spec.schedule,
               seed=seed, out_dir=folder, checkpoint_iterations=iterations, test_data=self.data.test,
-              progress=self.progress, eval_size=EVAL_SIZE)
+              progress=self.progress, eval_size=EVAL_SIZE, augment=spec.augment())
         return read_manifest(folder)
 
     def model_record(self, name: str) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from deepspan.errors import FileAccessError, describe_os_error
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -26,7 +28,18 @@ __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atom
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (module docstring); any file-system failure raises a
+    :class:`~deepspan.errors.FileAccessError` ``cannot write PATH: REASON (fix)`` and leaves no temporary file."""
     path = Path(path)
+    try:
+        return _atomic_write_bytes(path, data)
+    except FileAccessError:
+        raise
+    except OSError as exc:
+        raise FileAccessError(describe_os_error(exc, "write", path), exc.errno, str(path)) from exc
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

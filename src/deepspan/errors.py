@@ -11,6 +11,8 @@ __all__ = [
     "DeepspanError",
     "InputError",
     "SampleMismatchError",
+    "FileAccessError",
+    "describe_os_error",
     "DeepspanWarning",
     "DegenerateSpectrumWarning",
     "ConvergenceWarning",
@@ -28,6 +30,45 @@ class InputError(DeepspanError, ValueError):
 
 class SampleMismatchError(InputError):
     """Two objects that live in sample space do not describe the same samples."""
+
+
+class FileAccessError(DeepspanError, OSError):
+    """A file or folder could not be written or read; the message names the path, the reason and the fix.
+
+    Also an ``OSError`` (with the original ``errno`` and ``filename``), so ``except OSError`` still catches it.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.errno, self.filename, self.strerror = errno, filename, message
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_FIXES = {
+    "ENOSPC": "free some space or choose another folder",
+    "EDQUOT": "free some space or choose another folder",
+    "EACCES": "choose a folder you can write to, or change its permissions",
+    "EPERM": "choose a folder you can write to, or change its permissions",
+    "EROFS": "the file system is read-only: choose another folder",
+    "ENOTDIR": "a part of the path is a file, not a folder: choose another path",
+    "EEXIST": "a part of the path is a file, not a folder: choose another path",
+    "EISDIR": "the path is a folder: give a file name",
+    "ENOENT": "check the path",
+    "ENAMETOOLONG": "choose a shorter path",
+}
+
+
+def describe_os_error(exc: OSError, verb: str = "access", path: object = None) -> str:
+    """``cannot <verb> PATH: REASON (fix)`` for an ``OSError`` (the path is ``path`` or the error's own)."""
+    import errno as _errno
+
+    where = path if path is not None else exc.filename
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    fix = _FIXES.get(_errno.errorcode.get(exc.errno or -1, ""), "")
+    head = f"cannot {verb} {where}" if where is not None else f"cannot {verb} a file"
+    return f"{head}: {reason}" + (f" ({fix})" if fix else "")
 
 
 class DeepspanWarning(UserWarning):

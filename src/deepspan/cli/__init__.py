@@ -23,12 +23,26 @@ from __future__ import annotations
 import click
 
 from deepspan import __version__
+from deepspan.errors import DeepspanError, describe_os_error
 from deepspan.cli import compare, demo, layers, pvector, reproduce, track
 
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The ``deepspan`` group: a deepspan error or a file-system failure in any command ends as one line
+    ``Error: ...`` and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DeepspanError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except OSError as exc:  # not a deepspan write (those are FileAccessErrors): a read, a folder, a pipe
+            raise click.ClickException(describe_os_error(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="deepspan")
 def main() -> None:
     """deepspan: measure what neural networks learn by the subspaces their features span.

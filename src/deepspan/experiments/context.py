@@ -53,9 +53,12 @@ class ReproContext:
         self.data = DataSplits(cfg)
         self.runs = RunStore(cfg, self.data, self.out / "runs", progress=self.progress)
         self.stats = ProbeStatistics(self.runs, self.data, self.out / "cache")
-        self._check_folder(experiments)
+        old = self._check_folder()
+        self.data.validate()  # a dataset that cannot be used is refused before anything is written
+        self._write_state(old, experiments)
 
-    def _check_folder(self, experiments: list[str] | None) -> None:
+    def _check_folder(self) -> dict[str, Any]:
+        """The folder's saved state ({} when new); refuses a folder that holds a run with other settings."""
         state = self.out / STATE
         old: dict[str, Any] = {}
         if state.is_file():
@@ -69,6 +72,10 @@ class ReproContext:
                     f"{self.out} holds a reproduction with other settings (scale {conf.get('scale')}, "
                     f"dataset {conf.get('dataset')}, seed {conf.get('seed')}); "
                     f"choose another --out or delete that folder.")
+        return old
+
+    def _write_state(self, old: dict[str, Any], experiments: list[str] | None) -> None:
+        state = self.out / STATE
         order = list(dict.fromkeys(list(old.get("experiments") or []) + list(experiments or [])))
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(state, {"format": "deepspan-reproduce/1", "fingerprint": self.cfg.fingerprint(),

@@ -76,6 +76,11 @@ class DataSplits:
         pool = self._head(self.train, self.train_probe_pool)
         return probe_subset(pool, min(self.cfg.n_train_probe, len(pool)), seed=self.cfg.seed)
 
+    def validate(self) -> None:
+        """Load both splits and draw both probes now: an InputError names what is wrong with the dataset."""
+        for part in ("train", "test", "probe", "train_probe"):
+            getattr(self, part)
+
     def probe_of(self, split: str) -> Dataset:
         """The probe of ``split``: ``"test"`` (:attr:`probe`) or ``"train"`` (:attr:`train_probe`)."""
         if split == "test":

@@ -14,7 +14,7 @@ from deepspan.data.digits import load_digits
 from deepspan.data.download import MNIST_SHA256, download_mnist
 from deepspan.data.loaders import DATASETS, load
 from deepspan.data.mnist import MNIST_HELP, find_bundled_mnist, load_mnist
-from deepspan.data.subset import probe_indices, probe_subset
+from deepspan.data.subset import balanced_capacity, probe_indices, probe_subset
 
 __all__ = [
     "Dataset",
@@ -27,6 +27,7 @@ __all__ = [
     "load_npz",
     "probe_subset",
     "probe_indices",
+    "balanced_capacity",
     "download_mnist",
     "find_bundled_mnist",
     "MNIST_SHA256",

@@ -7,7 +7,27 @@ import numpy as np
 from deepspan.data.dataset import Dataset
 from deepspan.errors import InputError
 
-__all__ = ["probe_indices", "probe_subset"]
+__all__ = ["probe_indices", "probe_subset", "balanced_capacity"]
+
+
+def balanced_capacity(ds: Dataset) -> int:
+    """The largest ``n`` a balanced :func:`probe_subset` of ``ds`` can draw.
+
+    With k classes and the smallest class count m, n = k m + r gives every class m samples and the r
+    smallest labels one more; that works while those r classes hold more than m samples each.
+    """
+    _, counts = np.unique(np.asarray(ds.y), return_counts=True)
+    if len(counts) == 0:
+        return 0
+    m = int(counts.min())
+    # quota n // k = m for every class, plus one extra for the n % k smallest labels that can take it
+    extra = 0
+    for c in counts:  # classes in label order: the remainder goes to the smallest labels first
+        if c > m:
+            extra += 1
+        else:
+            break
+    return len(counts) * m + extra
 
 
 def probe_indices(ds: Dataset, n: int, seed: int = 0, balanced: bool = True) -> np.ndarray:

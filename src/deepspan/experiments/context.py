@@ -82,7 +82,8 @@ class ReproContext:
                                   "config": self.cfg.to_dict(), "version": __version__, "experiments": order})
 
     def provenance(self, **extra: Any) -> dict[str, Any]:
-        """Config fingerprint, dataset, probe hash and size, versions -- for every result."""
+        """Config fingerprint, dataset, probe hash and size, versions and, when the dataset is smaller than the
+        settings ask, its caps -- for every result."""
         import platform
 
         import scipy
@@ -92,7 +93,8 @@ class ReproContext:
         return {"config_fingerprint": self.cfg.fingerprint(), "scale": self.cfg.scale, "dataset": self.cfg.dataset,
                 "seed": self.cfg.seed, "probe_hash": probe.sample_hash, "n_probe": len(probe),
                 "deepspan": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
-                "torch": torch.__version__, "python": platform.python_version(), **extra}
+                "torch": torch.__version__, "python": platform.python_version(),
+                **({"caps": dict(self.data.caps)} if self.data.caps else {}), **extra}
 
 
 def one_blas_thread():

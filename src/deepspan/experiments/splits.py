@@ -6,7 +6,7 @@ from functools import cached_property
 
 import numpy as np
 
-from deepspan.data import Dataset, load, probe_subset
+from deepspan.data import Dataset, balanced_capacity, load, probe_subset
 from deepspan.errors import InputError
 from deepspan.experiments.config import ReproduceConfig
 
@@ -25,6 +25,20 @@ class DataSplits:
 
     def __init__(self, cfg: ReproduceConfig) -> None:
         self.cfg = cfg
+        #: sizes the dataset could not give: {setting: {"asked", "used", "why"}} (filled as the parts load)
+        self.caps: dict[str, dict] = {}
+
+    def _cap(self, what: str, asked: int, used: int, why: str) -> int:
+        if used < asked:
+            self.caps[what] = {"asked": int(asked), "used": int(used), "why": why}
+        return int(used)
+
+    def _probe_size(self, what: str, ds: Dataset, asked: int) -> int:
+        cap = balanced_capacity(ds)
+        if cap >= min(asked, len(ds)):
+            return self._cap(what, asked, min(asked, len(ds)), f"{ds.name} has {len(ds)} images")
+        return self._cap(what, asked, cap, f"a class-balanced probe of {ds.name} ({len(ds)} images) is limited "
+                                           f"by its rarest class")
 
     @cached_property
     def _train_full(self) -> Dataset:
@@ -51,17 +65,25 @@ class DataSplits:
     @cached_property
     def train(self) -> Dataset:
         """The first ``n_train`` training images (N x C x H x W float32)."""
-        return self._head(self._train_full, self.cfg.n_train)
+        full = self._train_full
+        self._cap("n_train", self.cfg.n_train, min(self.cfg.n_train, len(full)), f"{full.name} has {len(full)} "
+                  "training images")
+        return self._head(full, self.cfg.n_train)
 
     @cached_property
     def test(self) -> Dataset:
         """The first ``n_test`` test images: accuracies are measured on these."""
-        return self._head(self._test_full, self.cfg.n_test)
+        full = self._test_full
+        self._cap("n_test", self.cfg.n_test, min(self.cfg.n_test, len(full)), f"{full.name} has {len(full)} "
+                  "test images")
+        return self._head(full, self.cfg.n_test)
 
     @cached_property
     def probe(self) -> Dataset:
-        """Seeded class-balanced subset of the test split: the fixed sample set of every P-vector."""
-        return probe_subset(self._test_full, min(self.cfg.n_probe, len(self._test_full)), seed=self.cfg.seed)
+        """Seeded class-balanced subset of the test split: the fixed sample set of every P-vector (as many as
+        the split and its rarest class allow, at most ``n_probe``)."""
+        ds = self._test_full
+        return probe_subset(ds, self._probe_size("n_probe", ds, self.cfg.n_probe), seed=self.cfg.seed)
 
     @property
     def train_probe_pool(self) -> int:
@@ -74,12 +96,15 @@ class DataSplits:
     def train_probe(self) -> Dataset:
         """Seeded class-balanced subset of the first :attr:`train_probe_pool` training images, no augmentation."""
         pool = self._head(self.train, self.train_probe_pool)
-        return probe_subset(pool, min(self.cfg.n_train_probe, len(pool)), seed=self.cfg.seed)
+        return probe_subset(pool, self._probe_size("n_train_probe", pool, self.cfg.n_train_probe), seed=self.cfg.seed)
 
     def validate(self) -> None:
-        """Load both splits and draw both probes now: an InputError names what is wrong with the dataset."""
+        """Load both splits and draw both probes now: an InputError names what is wrong with the dataset.
+        Afterwards :attr:`caps` lists every size the dataset could not give."""
         for part in ("train", "test", "probe", "train_probe"):
             getattr(self, part)
+        for n in self.cfg.population_sizes:  # records their caps too
+            self.subset_train(n)
 
     def probe_of(self, split: str) -> Dataset:
         """The probe of ``split``: ``"test"`` (:attr:`probe`) or ``"train"`` (:attr:`train_probe`)."""
@@ -99,7 +124,9 @@ class DataSplits:
 
     def subset_train(self, n: int) -> Dataset:
         """The first ``n`` training images (a smaller training set of the generalisation population)."""
-        return self._head(self._train_full, n)
+        full = self._train_full
+        self._cap(f"training set of {n}", n, min(n, len(full)), f"{full.name} has {len(full)} training images")
+        return self._head(full, n)
 
     def noisy_train(self, n: int, noise: float, seed: int) -> Dataset:
         """The first ``n`` training images with a fraction ``noise`` of labels replaced by uniform random ones.

@@ -346,6 +346,12 @@ def _header(results: dict[str, dict[str, Any]], out: Path) -> str:
     rows.append(("scale", txt("scale")))
     rows.append(("seed", num("seed")))
     rows.append(("probe", f"{num('n_probe')} images, sample hash <code>{txt('probe_hash')}</code>"))
+    caps = prov.get("caps")
+    if isinstance(caps, dict) and caps:
+        rows.append(("caps", "; ".join(
+            f"{_e(k)} {_e(v.get('asked'))} → {_e(v.get('used'))} ({_e(v.get('why'))})"
+            for k, v in caps.items() if isinstance(v, dict))
+            + ": the dataset holds less than the scale asks for"))
     rows.append(("config fingerprint", f"<code>{txt('config_fingerprint')}</code>"))
     versions = ", ".join(f"{k} {_e(prov[k])}" for k in ("deepspan", "python", "numpy", "scipy", "torch") if k in prov)
     rows.append(("versions", versions or "n/a"))

@@ -51,7 +51,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CollapseResult:
-    """NC1-NC4 (see the module docstring); ``nc3``/``nc4`` are None when W / predictions were not given."""
+    """NC1-NC4 (see the module docstring); ``nc3``/``nc4`` are None when W / predictions were not given.
+
+    Directions: ``nc1``, the ``nc2_*`` values and ``nc3`` fall to 0 under collapse; ``nc4`` is the agreement
+    with the nearest-class-centre decision and *rises* to 1 (Papyan et al.'s NC4 plot is the mismatch
+    ``1 - nc4``, falling to 0).
+    """
 
     nc1: float
     nc2_equinorm: float
@@ -316,7 +321,8 @@ def neural_collapse(
 
     ``W`` (C x p, e.g. ``model.fc.weight``; rows indexed by label, so a classifier over more
     classes than the data holds is restricted to the present ones) enables NC3; ``predictions`` (labels or
-    logits, n) with dense features enable NC4. Papyan, Han, Donoho (2020). The streaming form is
+    logits, n) with dense features enable NC4 (returned as the agreement, 1 under collapse; Papyan et al.'s
+    mismatch rate is ``1 - nc4``). Papyan, Han, Donoho (2020). The streaming form is
     :func:`neural_collapse_from_stats` (with :class:`NC4Accumulator` for NC4).
     """
     if isinstance(Phi_or_stats, ClassStats):

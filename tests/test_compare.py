@@ -228,6 +228,8 @@ def _standalone(name: str, X, Y) -> float:
         return float(np.mean(principal_angles(X, Y, k)))
     if name == "max_match":
         return max_match(X, Y, 0.25).similarity
+    if name == "max_match_active":
+        return max_match(X, Y, 0.25).active_similarity
     raise AssertionError(f"no standalone route for {name}")
 
 
@@ -886,3 +888,20 @@ def test_one_sample_and_bad_shapes_are_refused():
             compare(X[:1], Y[:1], name)
         with pytest.raises(InputError):
             compare(X[:, 0], Y, name)
+
+
+def test_identity_metadata_holds_with_dead_neurons():
+    """Each measure against itself, on ReLU features with two all-zero (dead) neurons: the registered identity
+    wherever ``identity_when`` is empty; max_match states its condition and scores the live fraction."""
+    rng = np.random.default_rng(0)
+    X = np.maximum(rng.standard_normal((200, 12)), 0.0)
+    X[:, [2, 7]] = 0.0
+    for name, spec in MEASURES.items():
+        if spec.identity_when:
+            assert name == "max_match" and "dead" in spec.identity_when
+            assert spec(X, X) == pytest.approx(10 / 12)
+        else:
+            assert spec(X, X) == pytest.approx(spec.identity, abs=tol_of(name)), name
+    assert MEASURES["max_match_active"](X, X) == 1.0
+    with pytest.raises(InputError, match="every neuron of both sides is dead"):
+        MEASURES["max_match_active"](np.zeros((20, 3)), np.zeros((20, 2)))

@@ -33,7 +33,8 @@ x median distance, or ``sigma``), ``cca`` (mean canonical correlation; ``center`
 ``procrustes``, ``shape_angle``, ``pvector_angle`` (Liu et al. 2022, ``center=False``),
 ``principal_angle`` (mean of the principal angles between the top-``k=5`` left singular subspaces,
 ``center=False``, ``method``), ``max_match`` (Wang et al. 2018 maximum matching similarity,
-``eps=0.25``, ``atol``).
+``eps=0.25``, ``atol``; dead neurons count in the denominator, so its identity needs live neurons:
+``identity_when`` says so) and ``max_match_active`` (the same over active neurons only).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from deepspan.measures.alignment import (
     rbf_cka_steps,
 )
 from deepspan.measures.canonical import RANK_TOL, cca_mean_sq_steps, cca_steps, pwcca_steps, svcca_steps
-from deepspan.measures.match import ATOL, max_match_similarity_steps
+from deepspan.measures.match import ATOL, max_match_active_steps, max_match_similarity_steps
 from deepspan.measures.pvector import principal_angle_steps, pvector_angle_steps
 from deepspan.measures.shape import procrustes_steps, shape_angle_steps
 
@@ -87,6 +88,8 @@ class MeasureSpec:
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     steps: Callable[..., tuple[Callable[[Any], Any], Callable[[Any, Any], float]]] | None = field(
         default=None, repr=False)
+    #: "" when ``spec(X, X) == identity`` for every valid X; otherwise the condition it needs, in words
+    identity_when: str = ""
 
     def __call__(self, A: Any, B: Any) -> float:
         Xa, Xb = as_finite_pair(A, B, names=("A", "B"), what=f"the measure {self.name!r}")
@@ -111,10 +114,10 @@ class MeasureSpec:
 
 
 def _spec(name: str, kind: str, rng: tuple[float, float], identity: float, symmetric: bool, inv: set[str],
-          steps: Callable[..., Any], params: dict[str, Any], ref: str) -> MeasureSpec:
+          steps: Callable[..., Any], params: dict[str, Any], ref: str, identity_when: str = "") -> MeasureSpec:
     prepare, pair = steps(**params)
     return MeasureSpec(name, kind, rng, identity, symmetric, frozenset(inv), prepare, pair, ref,
-                       MappingProxyType(dict(params)), steps)
+                       MappingProxyType(dict(params)), steps, identity_when)
 
 
 _CKA_INV = {"orthogonal", "isotropic_scaling", "translation", "permutation"}
@@ -146,7 +149,12 @@ MEASURES: dict[str, MeasureSpec] = {
               {"k": 5, "center": False, "method": "auto"},
               "Bjorck and Golub 1973; mean over the top-5 left singular subspaces (uncentered, degrees)"),
         _spec("max_match", "similarity", (0.0, 1.0), 1.0, True, {"isotropic_scaling", "permutation"},
-              max_match_similarity_steps, {"eps": 0.25, "atol": ATOL}, "Wang et al. 2018 (eps = 0.25)"),
+              max_match_similarity_steps, {"eps": 0.25, "atol": ATOL}, "Wang et al. 2018 (eps = 0.25)",
+              identity_when="no neuron is dead: dead (all-zero) neurons count in the denominator, as in Wang et "
+                            "al.'s code, so a layer against itself scores its live fraction"),
+        _spec("max_match_active", "similarity", (0.0, 1.0), 1.0, True, {"isotropic_scaling", "permutation"},
+              max_match_active_steps, {"eps": 0.25, "atol": ATOL},
+              "Wang et al. 2018 (eps = 0.25), dead neurons left out of the denominator"),
     ]
 }
 

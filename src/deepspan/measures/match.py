@@ -88,6 +88,7 @@ __all__ = [
     "match_side",
     "match_pair",
     "max_match_similarity_steps",
+    "max_match_active_steps",
     "relative_distance",
     "is_match",
     "max_match",
@@ -506,6 +507,21 @@ def max_match_similarity_steps(eps: float = 0.25, atol: float = ATOL) -> tuple[C
     """Maximum matching similarity as (prepare, pair): :func:`match_side` and
     (|X*| + |Y*|) / (n_a + n_b) of :func:`match_pair` at ``eps`` (Wang et al., NeurIPS 2018)."""
     return match_side, functools.partial(_similarity_pair, eps=_check_eps(eps), atol=float(atol))
+
+
+def _active_similarity_pair(a: MatchSide, b: MatchSide, *, eps: float, atol: float) -> float:
+    m = match_pair(a, b, eps, atol)
+    if m.n_a + m.n_b - m.dead_a - m.dead_b == 0:
+        raise InputError("every neuron of both sides is dead (all-zero activations): the active matching "
+                         "similarity has no neurons to count; pass layers with active neurons.")
+    return m.active_similarity
+
+
+def max_match_active_steps(eps: float = 0.25, atol: float = ATOL) -> tuple[Callable[[Any], MatchSide],
+                                                                            Callable[[MatchSide, MatchSide], float]]:
+    """Maximum matching similarity over active neurons, (|X*| + |Y*|) / (active neurons of A and B), as
+    (prepare, pair): dead (all-zero) neurons leave the denominator, so A against itself scores 1."""
+    return match_side, functools.partial(_active_similarity_pair, eps=_check_eps(eps), atol=float(atol))
 
 
 def max_match_similarity(A: Any, B: Any, eps: float = 0.25, atol: float = ATOL) -> float:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from deepspan.cli.options import user_errors
+from deepspan.errors import InputError
 from deepspan.cli.output import write_json
 
 __all__ = ["pvector_cmd", "stream_pvector", "print_pvector"]
@@ -20,8 +21,12 @@ def stream_pvector(path: Path, center: bool, n_values: int, chunk_rows: int) -> 
     from deepspan.measures import pvector_from_stats, with_left_vector
 
     acc = GramAccumulator()
+    rows = 0
     for block in iter_npy_rows(path, chunk_rows):
         acc.update(block)
+        rows += len(block)
+    if rows == 0:
+        raise InputError(f"{path} holds no rows: save a samples x features matrix with at least 2 rows.")
     stats = acc.finalize()
     p = pvector_from_stats(stats, center=center, n_values=n_values)
     return with_left_vector(p, iter_npy_rows(path, chunk_rows), mean=stats.mean)
@@ -39,8 +44,9 @@ def print_pvector(path: Path, p: Any) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--center/--no-center", default=False, show_default=True,
               help="Subtract column means before the SVD (recorded in the result).")
-@click.option("--n-values", default=5, show_default=True, help="How many top singular values to report.")
-@click.option("--chunk-rows", default=16384, show_default=True,
+@click.option("--n-values", default=5, show_default=True, type=click.IntRange(min=1),
+              help="How many top singular values to report.")
+@click.option("--chunk-rows", default=16384, show_default=True, type=click.IntRange(min=1),
               help="Rows read per chunk; memory stays at one chunk whatever the file size.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the full result (including u) as JSON to this file (atomically).")

@@ -95,7 +95,8 @@ def print_table(tracker: Any, names: list[str]) -> None:
               help="Output directory for rows.csv, rows.json and the P-vectors; an existing run there resumes.")
 @click.option("--center/--no-center", default=False, show_default=True,
               help="Center features before the SVD (recorded).")
-@click.option("--k", "k", default=5, show_default=True, help="How many singular values / energy ratios to record.")
+@click.option("--k", "k", default=5, show_default=True, type=click.IntRange(min=1),
+              help="How many singular values / energy ratios to record.")
 @probe_options
 def track_cmd(model: str, checkpoints: tuple[Path, ...], layers: tuple[str, ...], out_dir: Path, center: bool,
               k: int, **probe: Any) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from deepspan.errors import InputError
 
-__all__ = ["as_feature_matrix", "as_vector", "check_rank_request", "check_same_samples", "to_numpy"]
+__all__ = ["as_feature_matrix", "as_vector", "check_min_samples", "check_rank_request", "check_same_samples", "to_numpy"]
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -93,12 +93,7 @@ def as_feature_matrix(F: Any, name: str = "F", *, min_samples: int = 2, check_va
             f"({a.ndim}-D); {hint}."
         )
     n, d = a.shape
-    if n < min_samples:
-        raise InputError(
-            f"{name} has {n} sample(s) (rows); at least {min_samples} are needed for a subspace "
-            f"in sample space. Rows are samples and columns are features: transpose F if it is the "
-            f"other way round."
-        )
+    check_min_samples(n, name, min_samples)
     if d < 1:
         raise InputError(f"{name} has no feature columns (shape {a.shape}); pass at least one feature.")
     a = _convert_dtype(a, name)
@@ -122,6 +117,16 @@ def as_vector(x: Any, name: str = "vector") -> np.ndarray:
     if not a.any():
         raise InputError(f"{name} is the zero vector; it has no direction, so no angle is defined.")
     return a
+
+
+def check_min_samples(n: int, name: str = "F", min_samples: int = 2) -> None:
+    """The one rule on sample counts, in memory and streamed: at least ``min_samples`` rows."""
+    if n < min_samples:
+        raise InputError(
+            f"{name} has {n} sample(s) (rows); at least {min_samples} are needed for a subspace "
+            f"in sample space. Rows are samples and columns are features: transpose F if it is the "
+            f"other way round."
+        )
 
 
 def check_rank_request(k: int, n: int, d: int, what: str = "k") -> int:

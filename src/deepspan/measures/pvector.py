@@ -37,7 +37,7 @@ import numpy as np
 from deepspan._version import __version__
 from deepspan.errors import DegenerateSpectrumWarning, InputError, SampleMismatchError
 from deepspan.linalg.angles import angle, angle_from_cosine, principal_angles_between_bases, unit_angle
-from deepspan.linalg.checks import as_feature_matrix, check_rank_request, to_numpy
+from deepspan.linalg.checks import as_feature_matrix, check_min_samples, check_rank_request, to_numpy
 from deepspan.linalg.streaming import CrossGramStats, GramStats, prepare_batch
 from deepspan.linalg.checks import check_same_samples
 from deepspan.linalg.svd import METHODS, orient_signs, top_singular
@@ -245,6 +245,9 @@ def pvector_from_stats(stats: GramStats, center: bool = False, n_values: int = 5
         raise InputError(
             f"pvector_from_stats needs GramStats (from GramAccumulator.finalize()), got {type(stats).__name__}."
         )
+    check_min_samples(stats.n_samples, "the streamed matrix")
+    if isinstance(n_values, bool) or not isinstance(n_values, (int, np.integer)) or n_values < 1:
+        raise InputError(f"n_values must be a positive integer, got {n_values!r}.")
     total = stats.total_energy(center)
     if not total > 0:
         raise InputError(

@@ -45,8 +45,8 @@ def test_iterations_tiny_and_short_epochs(steps, want):
 
 def test_full_scale_has_denser_epoch1():
     full = config_for("full")
-    it = full.iterations(math.ceil(60_000 / 128))
-    assert len(it) == 40 and it[0] == 1 and it[-1] == 468
+    it = full.iterations(math.ceil(50_000 / 128))   # all 50,000 training images of the bundled MNIST
+    assert len(it) == 40 and it[0] == 1 and it[-1] == 390
 
 
 # ---------------------------------------------------------------- fingerprints
@@ -128,7 +128,7 @@ def test_configured_protocol():
     q, f = config_for("quick"), config_for("full")
     assert dict(q.model("resnet").extra)["stem_stride"] == 2 and dict(q.model("simclr").extra)["stem_stride"] == 2
     assert (q.n_train, q.n_test, q.epochs, q.n_train_probe) == (20_000, 10_000, 6, 1_000)
-    assert (f.n_train, f.epochs) == (60_000, 12)
+    assert (f.n_train, f.epochs) == (50_000, 12)
 
 
 @pytest.mark.parametrize("scale,want", [

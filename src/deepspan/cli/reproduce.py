@@ -40,9 +40,9 @@ def print_verdicts(results: dict[str, Any]) -> None:
 
 @click.command("reproduce")
 @click.option("--scale", type=click.Choice(["tiny", "quick", "full"]), default="quick", show_default=True,
-              help="quick: MNIST 20k training images, 6 epochs (MLP 10, SimCLR 4), converged models, "
-                   "about 12 min on 2 cores; full: all 60k images, 12-25 epochs, 16 subspace-match draws, a larger "
-                   "population, an estimated 50-60 min; tiny: about a minute, for tests.")
+              help="quick: MNIST 20k training images, 3-10 epochs per model, converged models, about 8 min on "
+                   "2 cores; full: all 50k training images, 4-25 epochs, 16 subspace-match draws, a larger "
+                   "population, about 35 min; tiny: about a minute, for tests.")
 @click.option("--dataset", default=None,
               help="mnist (default for quick/full), digits (default for tiny), cifar10 (needs --data-dir), "
                    "or a .npz file with images X (N x C x H x W or N x H x W) and labels y.")

@@ -6,7 +6,10 @@ noise), so nothing is downloaded. Each model trains for one epoch with its
 paradigm (batch 128, no evaluation, no checkpoints); the time is the minimum
 over ``--rounds`` runs (this shared VM's speed drifts). A script, not a test.
 
-Usage:  python bench/zoo_epochs.py [--n 10000] [--rounds 1] [--batch-size 128]
+``train`` runs conv nets in the channels-last memory layout; ``--layout`` also times the same epoch in
+the default (NCHW) layout in the same process, as the reference, and prints the ratio.
+
+Usage:  python bench/zoo_epochs.py [--n 10000] [--rounds 1] [--batch-size 128] [--layout]
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import time
 from pathlib import Path
 
 import torch
+
+import deepspan.zoo.train as train_mod
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract import digits28  # noqa: E402
@@ -37,14 +42,17 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--layout", action="store_true", help="also time the default NCHW layout (the reference)")
     args = ap.parse_args()
     X, y = digits28(args.n)
     X = X.clamp(0, 1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.n} images 1x28x28, "
           f"batch {args.batch_size}, min of {args.rounds} round(s)\n")
-    print(f"{'model':<24} {'paradigm':<12} {'params':>9} {'epoch s':>8} {'img/s':>8} {'loss':>8}")
-    for name, cls, paradigm, opt in CASES:
-        best, loss = float("inf"), None
+    extra = f" {'NCHW s':>8} {'speed-up':>8}" if args.layout else ""
+    print(f"{'model':<24} {'paradigm':<12} {'params':>9} {'epoch s':>8} {'img/s':>8} {'loss':>8}{extra}")
+
+    def epoch(cls, paradigm, opt):
+        best, loss, model = float("inf"), None, None
         for _ in range(args.rounds):
             torch.manual_seed(0)
             model = cls(1, 28, 10)
@@ -54,8 +62,21 @@ def main() -> None:
                       augment=Augment(max_shift=3) if paradigm == "simclr" else None)
             best = min(best, time.perf_counter() - t)
             loss = r.records[-1]["loss"]
+        return best, loss, model
+
+    for name, cls, paradigm, opt in CASES:
+        best, loss, model = epoch(cls, paradigm, opt)
         n_params = sum(p.numel() for p in model.parameters())
-        print(f"{name:<24} {paradigm:<12} {n_params:>9,} {best:>8.2f} {args.n / best:>8.0f} {loss:>8.4f}", flush=True)
+        line = f"{name:<24} {paradigm:<12} {n_params:>9,} {best:>8.2f} {args.n / best:>8.0f} {loss:>8.4f}"
+        if args.layout:
+            enter = train_mod.enter_channels_last
+            train_mod.enter_channels_last = lambda m: None  # the reference: the model's own (NCHW) layout
+            try:
+                ref, _, _ = epoch(cls, paradigm, opt)
+            finally:
+                train_mod.enter_channels_last = enter
+            line += f" {ref:>8.2f} {ref / best:>7.2f}x"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

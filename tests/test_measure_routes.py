@@ -28,7 +28,7 @@ from deepspan.features.featureset import FeatureSet, hash_sample_ids
 from deepspan.linalg.angles import angle
 from deepspan.measures import alignment, canonical, shape
 from deepspan.measures.compare import MEASURES, MeasureSpec, compare, compare_many
-from deepspan.measures.match import max_match, max_match_similarity
+from deepspan.measures.match import max_match, max_match_active_similarity, max_match_similarity
 from deepspan.measures.pvector import mean_principal_angle, pvector, pvector_angle
 
 pytestmark = pytest.mark.filterwarnings("ignore::deepspan.errors.DeepspanWarning")
@@ -75,6 +75,7 @@ def _public(name: str):
         "pvector_angle": lambda X, Y, **kw: pvector_angle(X, Y, **kw),
         "principal_angle": lambda X, Y, **kw: mean_principal_angle(X, Y, **kw),
         "max_match": lambda X, Y, **kw: max_match_similarity(X, Y, **kw),
+        "max_match_active": lambda X, Y, **kw: max_match_active_similarity(X, Y, **kw),
     }[name]
 
 
@@ -92,6 +93,7 @@ NON_DEFAULT = {
     "pvector_angle": [({"center": True}, True)],
     "principal_angle": [({"k": 2}, True), ({"k": 3, "center": True}, True), ({"method": "exact"}, False)],
     "max_match": [({"eps": 0.6}, True), ({"eps": 0.1, "atol": 1e-3}, True)],
+    "max_match_active": [({"eps": 0.6}, True), ({"eps": 0.1, "atol": 1e-3}, True)],
 }
 
 

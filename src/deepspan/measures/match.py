@@ -89,6 +89,7 @@ __all__ = [
     "match_pair",
     "max_match_similarity_steps",
     "max_match_active_steps",
+    "max_match_active_similarity",
     "relative_distance",
     "is_match",
     "max_match",
@@ -528,6 +529,14 @@ def max_match_similarity(A: Any, B: Any, eps: float = 0.25, atol: float = ATOL) 
     """The maximum matching similarity (|X*| + |Y*|) / (n_a + n_b) at ``eps`` (Wang et al. 2018); dead neurons
     count in the denominator. Equal to ``max_match(A, B, eps, atol).similarity``."""
     prepare, pair = max_match_similarity_steps(eps, atol)
+    return pair(prepare(A, "A"), prepare(B, "B"))
+
+
+def max_match_active_similarity(A: Any, B: Any, eps: float = 0.25, atol: float = ATOL) -> float:
+    """The maximum matching similarity over active neurons, (|X*| + |Y*|) / (active neurons of A and B), at
+    ``eps``: a layer against itself scores 1 even with dead neurons. Equal to ``max_match(...).active_similarity``
+    except that it raises when every neuron is dead (the ``max_match_active`` entry of ``MEASURES``)."""
+    prepare, pair = max_match_active_steps(eps, atol)
     return pair(prepare(A, "A"), prepare(B, "B"))
 
 

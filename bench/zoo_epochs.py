@@ -19,9 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+import importlib
+
 import torch
 
-import deepspan.zoo.train as train_mod
+train_mod = importlib.import_module("deepspan.zoo.train")  # the module (deepspan.zoo.train is also the function)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from extract import digits28  # noqa: E402

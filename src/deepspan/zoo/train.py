@@ -566,7 +566,7 @@ def train(
     torch.use_deterministic_algorithms(True, warn_only=True)
     layout = None
     try:
-        layout = enter_channels_last(model)  # same numbers to rounding; 1.4-1.9x faster steps for conv nets
+        layout = enter_channels_last(model)  # same numbers to rounding; faster conv nets (bench/zoo_epochs.py)
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
         opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,9 @@ def reproduce_cmd(scale: str, dataset: str | None, out: Path, only: tuple[str, .
         click.echo(f"deepspan reproduce: scale {scale} (expected ~{EXPECTED_MINUTES[scale]:g} min on 2 CPU cores), "
                    f"dataset {cfg.dataset}, seed {seed}, out {out}", err=True)
         t0 = time.perf_counter()
+        # the report's sections are drawn in parallel, one process per core (at most 2: the sections are few)
         results = reproduce(cfg, out, only=list(only) or None, progress=progress,
-                            log=lambda s: click.echo(s, err=True), force=force)
+                            log=lambda s: click.echo(s, err=True), force=force,
+                            report_workers=min(2, os.cpu_count() or 1))
     print_verdicts(results)
     click.echo(f"report: {out / 'report.html'}  ({time.perf_counter() - t0:.0f} s)")

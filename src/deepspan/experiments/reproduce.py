@@ -9,7 +9,6 @@ it stopped. ``only`` restricts the run to some experiments.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,12 +37,16 @@ def is_done(ctx: ReproContext, name: str) -> bool:
 
 def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-reproduce", *,
               only: list[str] | None = None, progress: bool | None = None, report: bool = True,
-              log: Callable[[str], Any] | None = None, force: bool = False) -> dict[str, ExperimentResult]:
+              log: Callable[[str], Any] | None = None, force: bool = False,
+              report_workers: int = 1) -> dict[str, ExperimentResult]:
     """Run the experiments of ``cfg`` (default: quick scale) into ``out``; return the results by name.
 
     Completed experiments are loaded, not recomputed, unless ``force`` (then the selected experiments
     are recomputed; trained runs and probe caches are still reused). With ``report`` the figures and
     ``report.html`` are (re)written from all results present in ``out/results``, in registry order.
+    ``report_workers`` > 1 draws the report's sections in that many spawned processes (the CLI uses one
+    per core, at most 2); spawned processes import the caller's ``__main__``, so a script that passes
+    it must guard its entry point with ``if __name__ == "__main__":``.
     """
     cfg = cfg or config_for("quick")
     names = list(EXPERIMENTS) if not only else list(dict.fromkeys(only))
@@ -57,8 +60,7 @@ def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-re
     if report:
         from deepspan.report import write_report
 
-        # the figures are drawn in parallel, one process per CPU core (at most 2: the sections are few)
-        path = write_report(ctx.out, order=list(EXPERIMENTS), workers=min(2, os.cpu_count() or 1))
+        path = write_report(ctx.out, order=list(EXPERIMENTS), workers=report_workers)
         say(f"report: {path}")
     return results
 

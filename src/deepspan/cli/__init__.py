@@ -23,8 +23,8 @@ from __future__ import annotations
 import click
 
 from deepspan import __version__
-from deepspan.errors import DeepspanError, describe_os_error
 from deepspan.cli import compare, demo, layers, pvector, reproduce, track
+from deepspan.cli.options import user_errors
 
 __all__ = ["main"]
 
@@ -34,12 +34,8 @@ class _Group(click.Group):
     ``Error: ...`` and exit status 1, never a traceback."""
 
     def invoke(self, ctx: click.Context):
-        try:
+        with user_errors():  # the same conversion the commands use around their own calls
             return super().invoke(ctx)
-        except DeepspanError as exc:
-            raise click.ClickException(str(exc)) from exc
-        except OSError as exc:  # not a deepspan write (those are FileAccessErrors): a read, a folder, a pipe
-            raise click.ClickException(describe_os_error(exc)) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,18 +9,21 @@ from typing import Any
 
 import click
 
-from deepspan.errors import DeepspanError
+from deepspan.errors import DeepspanError, describe_os_error
 
 __all__ = ["ProbeOptions", "probe_options", "user_errors"]
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a :class:`~deepspan.errors.DeepspanError` into a one-line ``click.ClickException`` (exit code 1)."""
+    """Turn a :class:`~deepspan.errors.DeepspanError`, or a file-system failure (``OSError``: a read, a folder,
+    a pipe; deepspan's own writes raise FileAccessError), into a one-line ``click.ClickException`` (exit 1)."""
     try:
         yield
     except DeepspanError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(describe_os_error(exc)) from exc
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,16 @@ def _warn_if_degenerate(p: PVector, stacklevel: int = 3) -> PVector:
     return p
 
 
+
+def _n_values(n_values: Any, n: int, d: int) -> int:
+    """The one n_values rule of both routes: a positive integer, clamped to min(N, d) (more values than
+    that are simply not there)."""
+    if isinstance(n_values, bool) or not isinstance(n_values, (int, np.integer)):
+        raise InputError(f"n_values must be a positive integer, got {n_values!r}.")
+    if n_values < 1:
+        raise InputError(f"n_values must be at least 1, got {n_values}.")
+    return min(int(n_values), n, d)
+
 def pvector(
     F: Any,
     center: bool = False,
@@ -185,11 +195,7 @@ def pvector(
     Liu et al., Machine Learning 111 (2022), arXiv:2110.02863.
     """
     A = as_feature_matrix(F, check_values=False)  # top_singular detects NaN/Inf and zeros itself
-    if isinstance(n_values, bool) or not isinstance(n_values, (int, np.integer)):
-        raise InputError(f"n_values must be a positive integer, got {n_values!r}.")
-    if n_values < 1:
-        raise InputError(f"n_values must be at least 1, got {n_values}.")
-    n_values = min(int(n_values), *A.shape)  # more values than min(N, d) are simply not there
+    n_values = _n_values(n_values, *A.shape)
     t = top_singular(A, 1, center=center, method=method, n_values=n_values, tol=tol, seed=seed)
     p = PVector(
         u=t.U[:, 0],
@@ -246,16 +252,14 @@ def pvector_from_stats(stats: GramStats, center: bool = False, n_values: int = 5
             f"pvector_from_stats needs GramStats (from GramAccumulator.finalize()), got {type(stats).__name__}."
         )
     check_min_samples(stats.n_samples, "the streamed matrix")
-    if isinstance(n_values, bool) or not isinstance(n_values, (int, np.integer)) or n_values < 1:
-        raise InputError(f"n_values must be a positive integer, got {n_values!r}.")
+    n_values = _n_values(n_values, stats.n_samples, stats.n_features)
     total = stats.total_energy(center)
     if not total > 0:
         raise InputError(
             "the streamed features are all zero" + (" after centering" if center else "")
             + "; they span no direction. Check the layer the features come from."
         )
-    m = min(n_values, stats.n_features, stats.n_samples)
-    s, V = stats.spectrum(center, m)
+    s, V = stats.spectrum(center, n_values)
     v = _stats_sign(stats, V[:, 0], float(s[0]), center)
     p = PVector(None, v, s, total, bool(center), "gram-stream", stats.n_samples, stats.n_features)
     return _warn_if_degenerate(p)

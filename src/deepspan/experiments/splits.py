@@ -35,10 +35,14 @@ class DataSplits:
 
     def _probe_size(self, what: str, ds: Dataset, asked: int) -> int:
         cap = balanced_capacity(ds)
-        if cap >= min(asked, len(ds)):
-            return self._cap(what, asked, min(asked, len(ds)), f"{ds.name} has {len(ds)} images")
-        return self._cap(what, asked, cap, f"a class-balanced probe of {ds.name} ({len(ds)} images) is limited "
-                                           f"by its rarest class")
+        why = (f"{ds.name} has {len(ds)} images" if cap >= min(asked, len(ds)) else
+               f"a class-balanced probe of {ds.name} ({len(ds)} images) is limited by its rarest class")
+        return self._cap(what, asked, min(asked, len(ds), cap), why)
+
+    def _capped_head(self, what: str, full: Dataset, n: int, kind: str) -> Dataset:
+        """The first ``n`` images of ``full``, recording a cap when it holds fewer."""
+        self._cap(what, n, min(n, len(full)), f"{full.name} has {len(full)} {kind} images")
+        return self._head(full, n)
 
     @cached_property
     def _train_full(self) -> Dataset:
@@ -65,18 +69,12 @@ class DataSplits:
     @cached_property
     def train(self) -> Dataset:
         """The first ``n_train`` training images (N x C x H x W float32)."""
-        full = self._train_full
-        self._cap("n_train", self.cfg.n_train, min(self.cfg.n_train, len(full)), f"{full.name} has {len(full)} "
-                  "training images")
-        return self._head(full, self.cfg.n_train)
+        return self._capped_head("n_train", self._train_full, self.cfg.n_train, "training")
 
     @cached_property
     def test(self) -> Dataset:
         """The first ``n_test`` test images: accuracies are measured on these."""
-        full = self._test_full
-        self._cap("n_test", self.cfg.n_test, min(self.cfg.n_test, len(full)), f"{full.name} has {len(full)} "
-                  "test images")
-        return self._head(full, self.cfg.n_test)
+        return self._capped_head("n_test", self._test_full, self.cfg.n_test, "test")
 
     @cached_property
     def probe(self) -> Dataset:
@@ -124,9 +122,7 @@ class DataSplits:
 
     def subset_train(self, n: int) -> Dataset:
         """The first ``n`` training images (a smaller training set of the generalisation population)."""
-        full = self._train_full
-        self._cap(f"training set of {n}", n, min(n, len(full)), f"{full.name} has {len(full)} training images")
-        return self._head(full, n)
+        return self._capped_head(f"training set of {n}", self._train_full, n, "training")
 
     def noisy_train(self, n: int, noise: float, seed: int) -> Dataset:
         """The first ``n`` training images with a fraction ``noise`` of labels replaced by uniform random ones.

@@ -11,6 +11,7 @@ import pytest
 
 import deepspan
 from deepspan import InputError, SampleMismatchError
+from deepspan.errors import DeepspanWarning
 from deepspan.data import Dataset, load_digits
 from deepspan.features import featureset as featureset_mod
 from deepspan.features.featureset import META_NAME, FeatureSet, check_same_featuresets
@@ -316,3 +317,166 @@ def test_loaded_store_still_checks_samples(fs, probe, tmp_path):
     with pytest.raises(SampleMismatchError):
         check_same_featuresets(a, b)
     assert os.path.isdir(tmp_path / "a")
+
+
+# --------------------------------------------------------------------------- leftovers of killed saves, recovery
+def test_save_removes_leftovers_of_earlier_killed_saves_only(fs, probe, tmp_path):
+    target = tmp_path / "store"
+    other_fs(probe).save(target)
+    for name in (".store.partial-0123abcd", ".store.old-89abcdef"):  # what killed saves leave
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.npy").write_bytes(b"stale")
+    keep = [".store.partial-keepme", ".other.partial-0123abcd", "store.old-0123abcd", ".store.old-0123abcd.bak"]
+    for name in keep:  # not save's own names for this path: never touched
+        (tmp_path / name).mkdir()
+    (tmp_path / ".store.old-00000000").write_text("a file, not a store copy")
+    fs.save(target)
+    assert leftovers(target) == sorted([".store.old-00000000", ".store.old-0123abcd.bak", ".store.partial-keepme"])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(keep + ["store"])
+    assert_same(fs, FeatureSet.load(target))
+
+
+def _kill_between_renames(monkeypatch, target):
+    """Path.rename as a SIGKILL after ``save`` moved the old store aside: the new one never arrives and nothing
+    is cleaned up or put back."""
+    real_rename = Path.rename
+
+    def rename(self, dest):
+        if ".partial-" in self.name and Path(dest) == target or ".old-" in self.name:
+            raise KeyboardInterrupt("simulated kill between the two renames")
+        return real_rename(self, dest)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    monkeypatch.setattr(featureset_mod.shutil, "rmtree", lambda *a, **k: None)
+
+
+def test_load_recovers_the_store_a_kill_between_the_renames_left_aside(fs, probe, tmp_path, monkeypatch):
+    target = tmp_path / "store"
+    old = other_fs(probe)
+    old.save(target)
+    _kill_between_renames(monkeypatch, target)
+    with pytest.raises(KeyboardInterrupt):
+        fs.save(target)
+    monkeypatch.undo()
+    assert not target.exists()
+    aside = [n for n in leftovers(target) if ".old-" in n]
+    assert len(aside) == 1 and len(leftovers(target)) == 2  # the old copy and the new partial directory
+    with pytest.warns(DeepspanWarning, match=rf"{target} was missing: .* left the previous store in {aside[0]}; "
+                                             rf"it was renamed back"):
+        back = FeatureSet.load(target)
+    assert_same(old, back)
+    assert target.is_dir() and [n for n in leftovers(target) if ".old-" in n] == []
+    # the next save replaces it and removes the partial directory the kill left
+    fs.save(target)
+    assert_same(fs, FeatureSet.load(target))
+    assert leftovers(target) == []
+
+
+def test_load_reads_the_copy_in_place_when_it_cannot_be_renamed_back(probe, tmp_path, monkeypatch):
+    target = tmp_path / "store"
+    old = other_fs(probe)
+    old.save(target)
+    aside = tmp_path / ".store.old-0badcafe"
+    target.rename(aside)  # the state on disk after a kill between the two renames
+
+    def read_only(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(featureset_mod.os, "rename", read_only)
+    with pytest.warns(DeepspanWarning, match=r"could not be renamed back: Permission denied\); loading that copy"):
+        got = FeatureSet.load(target)
+    assert_same(old, got)
+    assert not target.exists() and aside.is_dir()
+    monkeypatch.undo()
+    # an incomplete copy is not a store: nothing is recovered
+    (aside / META_NAME).unlink()
+    with pytest.raises(InputError, match="interrupted"):
+        FeatureSet.load(target)
+    assert not target.exists()
+
+
+# --------------------------------------------------------------------------- checksums
+def test_save_records_sha256_of_every_file(fs, tmp_path):
+    import hashlib
+
+    target = fs.save(tmp_path / "store")
+    meta = json.loads((target / META_NAME).read_text())
+    assert meta["checksums"]["algorithm"] == "sha256"
+    files = sorted(p.name for p in _npy_files(target))
+    assert sorted(meta["checksums"]["files"]) == files and len(files) == 5  # 3 layers, 1 positions, labels
+    for name in files:
+        assert meta["checksums"]["files"][name] == hashlib.sha256((target / name).read_bytes()).hexdigest()
+
+
+def test_array_overwritten_with_zeros_is_detected(fs, tmp_path):
+    target = fs.save(tmp_path / "store")
+    meta = json.loads((target / META_NAME).read_text())
+    victim = target / meta["layers"]["head.1"]["file"]
+    np.save(victim, np.zeros_like(np.asarray(fs["head.1"])))  # same shape and dtype: loads silently without sums
+    for mmap in (False, True):
+        with pytest.raises(InputError) as err:
+            FeatureSet.load(target, mmap=mmap)
+        msg = str(err.value)
+        assert msg.startswith(f"{victim} does not match the sha256 checksum recorded when the store was saved")
+        assert "Re-run the extraction or save the FeatureSet again" in msg
+    unchecked = FeatureSet.load(target, verify=False)
+    assert not np.asarray(unchecked["head.1"]).any()
+    # labels and positions are covered too
+    target2 = fs.save(tmp_path / "store2")
+    np.save(target2 / "labels.npy", (np.asarray(fs.labels) + 1) % 10)
+    with pytest.raises(InputError, match=r"labels\.npy does not match the sha256 checksum"):
+        FeatureSet.load(target2)
+
+
+def test_store_without_checksums_loads_with_a_note(fs, tmp_path):
+    target = fs.save(tmp_path / "store")
+    meta = json.loads((target / META_NAME).read_text())
+    del meta["checksums"]
+    meta["deepspan_version"] = "0.1.0"
+    (target / META_NAME).write_text(json.dumps(meta))
+    with pytest.warns(DeepspanWarning, match=rf"{target} was written by deepspan 0\.1\.0 without checksums, so its "
+                                             rf"arrays were loaded unverified"):
+        got = FeatureSet.load(target)
+    assert_same(fs, got)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same(fs, FeatureSet.load(target, verify=False))
+    # a checksum entry removed from a store that has them is damage, not an old store
+    target2 = fs.save(tmp_path / "store2")
+    meta2 = json.loads((target2 / META_NAME).read_text())
+    meta2["checksums"]["files"].pop("labels.npy")
+    (target2 / META_NAME).write_text(json.dumps(meta2))
+    with pytest.raises(InputError, match=r"records no checksum for labels\.npy"):
+        FeatureSet.load(target2)
+
+
+# --------------------------------------------------------------------------- ids and rows
+def test_ids_of_another_length_than_the_rows_are_refused():
+    from deepspan.features.featureset import hash_sample_ids
+
+    ids = np.arange(4)
+    with pytest.raises(InputError, match=r"^layer 'a' has 5 rows but sample_ids has 4 ids; give one id per sample"):
+        FeatureSet({"a": np.zeros((5, 2))}, ids, hash_sample_ids(ids), {"a": "flatten"})
+    with pytest.raises(InputError, match=r"^labels has 3 entries but sample_ids has 4 ids"):
+        FeatureSet({"a": np.zeros((4, 2))}, ids, hash_sample_ids(ids), {"a": "flatten"}, labels=np.arange(3))
+    pos = np.column_stack([np.repeat(ids, 2), np.tile([0, 1], 4)])
+    with pytest.raises(InputError, match=r"^layer 'c' has 7 rows but 8 positions"):
+        FeatureSet({"c": np.zeros((7, 3))}, ids, hash_sample_ids(ids), {"c": "channels"}, positions={"c": pos})
+    ok = FeatureSet({"c": np.zeros((8, 3)), "a": np.zeros((4, 2))}, ids, hash_sample_ids(ids),
+                    {"c": "channels", "a": "flatten"}, positions={"c": pos}, labels=np.arange(4))
+    assert ok.n_samples == 4
+
+
+def test_stored_ids_of_another_length_are_a_damaged_store(fs, tmp_path):
+    from deepspan.features.featureset import hash_sample_ids
+
+    target = fs.save(tmp_path / "store")
+    meta = json.loads((target / META_NAME).read_text())
+    meta["sample_ids"] = meta["sample_ids"][:-1]
+    meta["sample_hash"] = hash_sample_ids(meta["sample_ids"])
+    (target / META_NAME).write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=rf"^{target} is a damaged FeatureSet: layer 'act' has 120 rows but "
+                                         rf"sample_ids has 119 ids"):
+        FeatureSet.load(target)

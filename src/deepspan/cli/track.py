@@ -50,16 +50,23 @@ def track_layers(layers: tuple[str, ...], first: Any, spec: FactorySpec) -> list
 
 
 def resumable(out_dir: Path, series: Any, now: dict) -> int:
-    """How many of the series' checkpoints ``out_dir`` already holds; other settings there raise InputError."""
+    """How many of the series' checkpoints ``out_dir`` already holds; other settings there raise InputError.
+
+    So does another checkpoint list: the checkpoints recorded there must be the first ones of ``series``, same
+    labels and weights in the same order (:func:`deepspan.track.tracker.check_checkpoint_list`).
+    """
     import json
 
     from deepspan.errors import InputError
+    from deepspan.track.tracker import check_checkpoint_list
 
     path = out_dir / "rows.json"
     try:
         saved = json.loads(path.read_text())
         config = saved["config"]
-        labels = {c[0] for c in saved["checkpoints"]}
+        recorded = [c[0] for c in saved["checkpoints"]]
+        ids = dict(saved.get("checkpoint_ids") or {})
+        labels = set(recorded)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise InputError(f"{path} is not a readable tracking table ({type(exc).__name__}: {exc}); use another --out "
                          f"or delete {out_dir}.") from exc
@@ -68,6 +75,7 @@ def resumable(out_dir: Path, series: Any, now: dict) -> int:
     if diff:
         raise InputError(f"{out_dir} holds a tracking run with other settings ({'; '.join(diff)}); use another --out, "
                          f"or the same options to resume it.")
+    check_checkpoint_list(out_dir, recorded, ids, series, option="--out")
     return sum(c.label in labels for c in series.checkpoints)
 
 
@@ -92,7 +100,9 @@ def print_table(tracker: Any, names: list[str]) -> None:
 @click.option("--layer", "layers", multiple=True, metavar="NAME",
               help="Layer to track (repeatable). Default: the model's block_layers (deepspan zoo models).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory for rows.csv, rows.json and the P-vectors; an existing run there resumes.")
+              help="Output directory for rows.csv, rows.json and the P-vectors. A run already there resumes if "
+                   "its checkpoints are the first ones given (same files' contents, same order): the same list "
+                   "skips what is recorded, a longer list appends; any other list is refused.")
 @click.option("--center/--no-center", default=False, show_default=True,
               help="Center features before the SVD (recorded).")
 @click.option("--k", "k", default=5, show_default=True, type=click.IntRange(min=1),
@@ -113,6 +123,14 @@ def track_cmd(model: str, checkpoints: tuple[Path, ...], layers: tuple[str, ...]
     the previous and to the final checkpoint (degrees). Results go to
     OUT/rows.csv and OUT/rows.json, rewritten after every checkpoint; running
     again on the same --out skips the checkpoints already recorded.
+
+    An --out that already holds a run accepts only the same checkpoint list or
+    one that extends it: the checkpoints recorded there (labels and SHA-256 of
+    the files, in order) must be the first ones given. Then the new ones are
+    appended and the angles to the final checkpoint are recomputed against the
+    new last one. Any other list (other files, order, fewer checkpoints, or the
+    same names with other weights) is refused before anything is written,
+    naming both lists: choose another --out, or delete the folder.
     """
     from deepspan.track import track_checkpoints
 

@@ -9,9 +9,34 @@ that are (image, position) pairs; their rows are described by
 the positions too.
 
 On disk a FeatureSet is a directory: one ``.npy`` per layer and
-``featureset.json`` (ids, policy, provenance, shapes). It is written into a
-temporary sibling directory and renamed into place, so an interrupted save
-never leaves a directory that loads.
+``featureset.json`` (ids, policy, provenance, shapes, and the SHA-256 of every
+``.npy`` file). It is written into a temporary sibling directory and renamed
+into place, so an interrupted save never leaves a directory that loads.
+
+Leftovers and recovery. A save moves the previous store aside to
+``.NAME.old-XXXXXXXX`` and renames its ``.NAME.partial-XXXXXXXX`` directory into
+place. A hard kill (SIGKILL, power loss) runs no cleanup, so these siblings can
+stay behind. The next successful :meth:`FeatureSet.save` to the same path removes
+them (its own naming pattern only, siblings of that path only; partial
+directories before writing, old copies once the new store is in place). A kill
+*between* the two renames leaves no store at the path and the previous one in
+``.NAME.old-*``: :meth:`FeatureSet.load` of that path renames the copy back into
+place and says so with a :class:`~deepspan.errors.DeepspanWarning` (if the rename
+is impossible, e.g. a read-only folder, it loads the copy where it lies and says
+that instead).
+
+Checksums. ``save`` records the SHA-256 of each ``.npy`` file (header and raw
+array bytes) in ``featureset.json``; ``load(verify=True)`` (the default)
+recomputes them and raises :class:`~deepspan.errors.InputError` naming the file
+when one differs (e.g. an array overwritten in place with zeros of the same
+shape). Stores written before checksums existed load with a warning that they
+are unverified. Cost, measured with ``python bench/featureset_store.py`` on a
+60,000 x 512 float32 store plus labels (123 MB; development VM, files in the
+page cache, min of 7 rounds): save 2.9x the time without checksums (0.17 s vs
+0.06 s), load 2.7x (0.15 s vs 0.06 s) -- about +0.1 s per 123 MB each way,
+SHA-256 running at ~1.2 GB/s; from a cold disk the ratios are smaller. With
+``mmap=True`` verification reads every file once (+0.1 s here), which the lazy
+map otherwise avoids. ``load(verify=False)`` skips it.
 """
 
 from __future__ import annotations
@@ -19,8 +44,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +55,62 @@ from typing import Any
 import numpy as np
 
 from deepspan._version import __version__
-from deepspan.errors import InputError, SampleMismatchError
+from deepspan.errors import DeepspanWarning, InputError, SampleMismatchError
 
-__all__ = ["FeatureSet", "hash_sample_ids", "check_same_featuresets", "META_NAME"]
+__all__ = ["FeatureSet", "hash_sample_ids", "check_same_featuresets", "META_NAME", "CHECKSUM_ALGORITHM"]
 
 META_NAME = "featureset.json"
+#: The hash recorded for every ``.npy`` file of a store (hashlib name).
+CHECKSUM_ALGORITHM = "sha256"
+
+
+def _file_checksum(path: Path) -> str:
+    """:data:`CHECKSUM_ALGORITHM` hex digest of a file's bytes, read in chunks (bounded memory)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, CHECKSUM_ALGORITHM).hexdigest()
+
+
+def _sibling_leftovers(path: Path, kinds: str = "partial|old") -> list[Path]:
+    """Directories named ``.NAME.partial-XXXXXXXX`` / ``.NAME.old-XXXXXXXX`` beside ``path`` (save's own names)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:{kinds})-[0-9a-f]{{8}}")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if pattern.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
+
+
+def _remove_leftovers(path: Path, kinds: str) -> None:
+    for p in _sibling_leftovers(path, kinds):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _recover_previous(path: Path) -> Path | None:
+    """After a save killed between its two renames: put the previous store (``.NAME.old-*``) back at ``path``.
+
+    Returns the directory to load (``path`` once renamed back, the copy itself if it cannot be renamed), or
+    None when there is no complete copy. Says what it did with a DeepspanWarning.
+    """
+    copies = [p for p in _sibling_leftovers(path, "old") if (p / META_NAME).is_file()]
+    if not copies:
+        return None
+    copies.sort(key=lambda p: p.stat().st_ctime, reverse=True)  # the newest copy is the latest store
+    copy = copies[0]
+    try:
+        os.rename(copy, path)
+    except OSError as exc:
+        if (path / META_NAME).is_file():  # another process restored or wrote the store meanwhile
+            return path
+        warnings.warn(
+            f"{path} is missing: a save was killed while replacing it, and the previous store is in {copy} "
+            f"(it could not be renamed back: {exc.strerror or exc}); loading that copy. Rename it to {path} or "
+            f"save the FeatureSet again.", DeepspanWarning, stacklevel=3)
+        return copy
+    warnings.warn(
+        f"{path} was missing: a save was killed while replacing it and left the previous store in {copy.name}; "
+        f"it was renamed back to {path} and loaded. Save again if you meant to replace it.",
+        DeepspanWarning, stacklevel=3)
+    return path
 
 
 def hash_sample_ids(ids: Any) -> str:
@@ -74,6 +152,24 @@ class FeatureSet:
     labels: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """One sample id per row: a layer has N rows (N = len(sample_ids)), or one row per position for
+        ``channels`` layers; labels, when given, are N. Anything else raises InputError naming both lengths."""
+        n = len(self.sample_ids)
+        for layer, arr in self.features.items():
+            rows = int(np.shape(arr)[0]) if np.ndim(arr) else 0
+            pos = self.positions.get(layer)
+            if pos is not None:
+                if len(pos) != rows:
+                    raise InputError(f"layer {layer!r} has {rows} rows but {len(pos)} positions; a channels layer "
+                                     f"needs one (sample, position) pair per row.")
+            elif rows != n:
+                raise InputError(f"layer {layer!r} has {rows} rows but sample_ids has {n} ids; give one id per "
+                                 f"sample (row), in row order.")
+        if self.labels is not None and len(self.labels) != n:
+            raise InputError(f"labels has {len(self.labels)} entries but sample_ids has {n} ids; give one label "
+                             f"per sample, in the order of the ids.")
+
     @property
     def layers(self) -> list[str]:
         return list(self.features)
@@ -109,21 +205,34 @@ class FeatureSet:
 
     # ----------------------------------------------------------------- disk store
     def save(self, path: str | os.PathLike) -> Path:
-        """Write to directory ``path`` atomically (temporary sibling directory, then rename)."""
+        """Write to directory ``path`` atomically (temporary sibling directory, then rename).
+
+        Records the SHA-256 of every ``.npy`` file in ``featureset.json`` (verified by :meth:`load`). Removes the
+        leftovers of earlier killed saves to the same path (module docstring): ``.NAME.partial-*`` before writing,
+        ``.NAME.old-*`` once the new store is in place. A save running concurrently on the same path from another
+        process may have its partial directory removed; it then fails with an error (nothing is lost silently).
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(path, "partial")  # never loadable; frees the space a killed save held
         tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
         tmp.mkdir()
         try:
             files = {}
+            checksums = {}
+
+            def put(name: str, arr: np.ndarray) -> None:
+                np.save(tmp / name, arr)
+                checksums[name] = _file_checksum(tmp / name)
+
             for layer, arr in self.features.items():
                 name = _layer_file(layer)
-                np.save(tmp / name, np.ascontiguousarray(arr))
+                put(name, np.ascontiguousarray(arr))
                 files[layer] = {"file": name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
             for layer, pos in self.positions.items():
-                np.save(tmp / ("positions-" + _layer_file(layer)), np.asarray(pos, dtype=np.int64))
+                put("positions-" + _layer_file(layer), np.asarray(pos, dtype=np.int64))
             if self.labels is not None:
-                np.save(tmp / "labels.npy", np.asarray(self.labels))
+                put("labels.npy", np.asarray(self.labels))
             meta = {
                 "format": "deepspan.FeatureSet/1",
                 "deepspan_version": __version__,
@@ -134,6 +243,7 @@ class FeatureSet:
                 "positions": {layer: "positions-" + _layer_file(layer) for layer in self.positions},
                 "labels": self.labels is not None,
                 "provenance": self.provenance,
+                "checksums": {"algorithm": CHECKSUM_ALGORITHM, "files": checksums},
             }
             with open(tmp / META_NAME, "w") as f:
                 json.dump(meta, f, indent=1, default=str)
@@ -154,12 +264,22 @@ class FeatureSet:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        _remove_leftovers(path, "old")  # copies left by saves killed between their two renames
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, mmap: bool = False) -> "FeatureSet":
-        """Load a FeatureSet written by :meth:`save`; incomplete or damaged stores raise InputError."""
+    def load(cls, path: str | os.PathLike, mmap: bool = False, verify: bool = True) -> "FeatureSet":
+        """Load a FeatureSet written by :meth:`save`; incomplete or damaged stores raise InputError.
+
+        ``verify`` (default) recomputes the SHA-256 of every ``.npy`` file and raises InputError naming the file
+        when it differs from the one recorded at save time; a store written before checksums existed loads with
+        a DeepspanWarning that it is unverified. ``verify=False`` skips both (cost: module docstring). A missing
+        ``path`` whose previous store survives as ``.NAME.old-*`` (a save killed between its two renames) is
+        renamed back and loaded, with a DeepspanWarning saying so.
+        """
         path = Path(path)
+        if not path.exists():
+            path = _recover_previous(path) or path
         meta_path = path / META_NAME
         if not meta_path.is_file():
             raise InputError(
@@ -177,13 +297,46 @@ class FeatureSet:
                 features[layer] = arr
             positions = {layer: np.load(path / name) for layer, name in meta.get("positions", {}).items()}
             labels = np.load(path / "labels.npy") if meta.get("labels") else None
+            if verify:
+                names = [info["file"] for info in meta["layers"].values()] + list(meta.get("positions", {}).values())
+                _verify_checksums(path, meta, names + (["labels.npy"] if meta.get("labels") else []))
         except InputError:
             raise
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"{path} is a damaged FeatureSet ({exc}); re-run the extraction.") from exc
         if hash_sample_ids(ids) != meta["sample_hash"]:
             raise InputError(f"{path}: the stored sample ids do not match the stored sample hash; the store is damaged.")
-        return cls(features, ids, meta["sample_hash"], dict(meta["policy"]), positions, labels, dict(meta["provenance"]))
+        try:
+            return cls(features, ids, meta["sample_hash"], dict(meta["policy"]), positions, labels,
+                       dict(meta["provenance"]))
+        except InputError as exc:
+            raise InputError(f"{path} is a damaged FeatureSet: {exc} Re-run the extraction.") from exc
+
+
+def _verify_checksums(path: Path, meta: dict, names: list[str]) -> None:
+    """Compare each file's checksum with the one ``save`` recorded; InputError naming the first that differs."""
+    recorded = meta.get("checksums")
+    if recorded is None:
+        warnings.warn(
+            f"{path} was written by deepspan {meta.get('deepspan_version', '?')} without checksums, so its arrays "
+            f"were loaded unverified; save it again to add them.", DeepspanWarning, stacklevel=3)
+        return
+    algorithm, sums = recorded["algorithm"], recorded["files"]
+    if algorithm != CHECKSUM_ALGORITHM:
+        raise InputError(f"{path / META_NAME} records {algorithm!r} checksums; this deepspan checks "
+                         f"{CHECKSUM_ALGORITHM!r}. Save the FeatureSet again, or load it with verify=False.")
+    for name in names:
+        if name not in sums:
+            raise InputError(f"{path / META_NAME} records no checksum for {name}; the store is damaged. Re-run the "
+                             f"extraction (or load it with verify=False to read it unchecked).")
+        with open(path / name, "rb") as f:
+            found = hashlib.file_digest(f, algorithm).hexdigest()
+        if found != sums[name]:
+            raise InputError(
+                f"{path / name} does not match the {algorithm} checksum recorded when the store was saved "
+                f"(expected {sums[name][:16]}..., found {found[:16]}...): the file was changed or damaged after the "
+                f"save. Re-run the extraction or save the FeatureSet again from a good copy "
+                f"(FeatureSet.load(..., verify=False) reads it unchecked).")
 
 
 def check_same_featuresets(a: Any, b: Any, what: str = "these feature sets") -> None:

@@ -19,7 +19,37 @@ from torch import nn
 
 from deepspan.errors import InputError
 
-__all__ = ["Checkpoint", "CheckpointSeries", "load_state_dict"]
+__all__ = ["Checkpoint", "CheckpointSeries", "load_state_dict", "checkpoint_digest"]
+
+
+def checkpoint_digest(source: str | os.PathLike | dict) -> str:
+    """SHA-256 (first 16 hex digits) of a checkpoint: the file's bytes, or an in-memory state dict's keys and
+    tensor bytes. Equal digests mean the same weights; it identifies the checkpoints of a tracked series."""
+    import hashlib
+
+    h = hashlib.sha256()
+    if isinstance(source, dict):
+        def feed(obj: Any) -> None:
+            if isinstance(obj, dict):
+                for key in sorted(obj, key=str):
+                    h.update(str(key).encode() + b"\x00")
+                    feed(obj[key])
+            elif isinstance(obj, torch.Tensor):
+                t = obj.detach().cpu().contiguous()
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            else:
+                h.update(repr(obj).encode())
+            h.update(b"\x01")
+
+        feed(source)
+        return h.hexdigest()[:16]
+    path = Path(source)
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    except OSError as exc:
+        raise InputError(f"checkpoint {path} cannot be read ({exc.strerror or exc}).") from exc
 
 
 @dataclass(frozen=True)
@@ -79,6 +109,21 @@ def load_state_dict(model: nn.Module, source: str | os.PathLike | dict) -> nn.Mo
     return model
 
 
+def check_factory(factory: Any, what: str = "factory") -> Callable[[], nn.Module]:
+    """``factory`` when it is a callable that builds a model; a model instance (or a non-callable) is refused
+    up front with the fix, instead of failing later inside ``factory()`` (an ``nn.Module`` is callable: it
+    would run its forward pass without an input)."""
+    if isinstance(factory, nn.Module):
+        name = type(factory).__name__
+        raise InputError(f"{what} is a model instance ({name}), not a factory; pass a function that builds the "
+                         f"model, e.g. `lambda: {name}(...)` or `functools.partial({name}, ...)`, not an instance "
+                         f"(each checkpoint is loaded into a fresh model).")
+    if not callable(factory):
+        raise InputError(f"{what} must be a function that builds the model (e.g. `lambda: MyNet()`), "
+                         f"got {type(factory).__name__}.")
+    return factory
+
+
 class CheckpointSeries:
     """Checkpoints of one training run, in order, with a factory that builds the (untrained) model.
 
@@ -88,6 +133,7 @@ class CheckpointSeries:
     """
 
     def __init__(self, factory: Callable[[], nn.Module], checkpoints: list[Checkpoint]) -> None:
+        check_factory(factory)
         if not checkpoints:
             raise InputError("a checkpoint series needs at least one checkpoint.")
         labels = [c.label for c in checkpoints]
@@ -128,9 +174,20 @@ class CheckpointSeries:
     def __len__(self) -> int:
         return len(self.checkpoints)
 
+    def digests(self) -> list[str]:
+        """:func:`checkpoint_digest` of every checkpoint, in order (computed once per series object)."""
+        cached = getattr(self, "_digests", None)
+        if cached is None or len(cached) != len(self.checkpoints):
+            cached = self._digests = [checkpoint_digest(c.source) for c in self.checkpoints]
+        return list(cached)
+
     def load(self, i: int) -> nn.Module:
         """A fresh model from the factory with checkpoint ``i`` loaded."""
-        return load_state_dict(self.factory(), self.checkpoints[i].source)
+        model = self.factory()
+        if not isinstance(model, nn.Module):
+            raise InputError(f"the factory returned a {type(model).__name__}, not a torch.nn.Module; it must build "
+                             f"and return the model, e.g. `lambda: MyNet()`.")
+        return load_state_dict(model, self.checkpoints[i].source)
 
     def __iter__(self) -> Iterator[tuple[Checkpoint, nn.Module]]:
         for i, ckpt in enumerate(self.checkpoints):

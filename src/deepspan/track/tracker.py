@@ -29,6 +29,15 @@ layer x quantity -- rewritten atomically as ``rows.csv`` and ``rows.json``
 Tracker created on an ``out_dir`` that already holds a run (same probe, layers,
 settings and reference vectors) resumes it, and ``step`` skips checkpoints already recorded, so a
 killed run restarts from the last complete checkpoint.
+
+:func:`track_checkpoints` also records which weights each label stood for
+(``checkpoint_ids`` in ``rows.json``: the SHA-256 of each checkpoint file or
+in-memory state dict). On an ``out_dir`` that already holds a run, the stored
+checkpoint list must be a prefix of the new one (same labels and weights, in
+order): the same list resumes, a list that extends it resumes and appends the
+new checkpoints; anything else (other files, other order, fewer checkpoints,
+same labels with other weights) raises InputError before anything is written,
+so two series are never mixed (:func:`check_checkpoint_list`).
 """
 
 from __future__ import annotations
@@ -50,9 +59,17 @@ from deepspan.linalg.angles import unit_angle
 from deepspan.linalg.svd import top_singular, top_singular_both
 from deepspan.measures.pvector import PVector, pvector
 
-__all__ = ["Tracker", "track_checkpoints", "ROW_FIELDS"]
+__all__ = ["Tracker", "track_checkpoints", "check_checkpoint_list", "ROW_FIELDS"]
 
 ROW_FIELDS = ("checkpoint", "epoch", "iteration", "layer", "centered", "quantity", "value")
+
+
+def _closest(name: str, known: list[str]) -> str:
+    """`` Did you mean ...?`` with the closest known names (difflib, as for unknown layers elsewhere), or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def _probe_inputs(probe: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -143,6 +160,8 @@ class Tracker:
         self.U: dict[tuple[str, str, bool], np.ndarray] = {}  # (label, layer, centered) -> N x n_vectors
         self.order: list[str] = []
         self.meta: dict[str, tuple[int | None, int | None]] = {}
+        #: label -> {"sha256": digest, "source": where} of checkpoints tracked by track_checkpoints
+        self.checkpoint_ids: dict[str, dict[str, Any]] = {}
         self.out_dir = None if out_dir is None else Path(out_dir)
         if self.out_dir is not None and (self.out_dir / "rows.json").exists():
             self._resume()
@@ -194,6 +213,7 @@ class Tracker:
                     f"use another out_dir or the same reference to resume it."
                 )
         self.rows = saved["rows"]
+        self.checkpoint_ids = dict(saved.get("checkpoint_ids") or {})
         for label, (epoch, iteration) in saved["checkpoints"]:
             self.order.append(label)
             self.meta[label] = (epoch, iteration)
@@ -438,8 +458,22 @@ class Tracker:
                 and (center is None or r.get("centered", self.center) == bool(center))]
 
     def series(self, quantity: str, layer: str, center: bool | None = None) -> list[float]:
-        """One quantity of one layer over the checkpoints, in step order (default: the first centering)."""
-        by = {r["checkpoint"]: r["value"] for r in self.table(quantity, layer, self._center_arg(center))}
+        """One quantity of one layer over the checkpoints, in step order (default: the first centering).
+
+        A layer the Tracker does not track, or a quantity never recorded for that layer, raises InputError naming
+        it and listing the known ones (closest first). ``angle_to_final`` before :meth:`finalize`,
+        ``angle_to_previous`` after one checkpoint, and any quantity before the first ``step`` give ``[]``.
+        """
+        center = self._center_arg(center)
+        known_layers = list(dict.fromkeys(self.layers + ([self.spectrum_layer] if self.spectrum_layer else [])))
+        if layer not in known_layers:
+            raise InputError(f"no series for layer {layer!r}: this Tracker tracks layers {', '.join(known_layers)}."
+                             + _closest(layer, known_layers))
+        recorded = list(dict.fromkeys(r["quantity"] for r in self.rows if r["layer"] == layer))
+        if recorded and quantity not in recorded and quantity not in ("angle_to_final", "angle_to_previous"):
+            raise InputError(f"no series {quantity!r} for layer {layer!r}: the quantities recorded there are "
+                             f"{', '.join(recorded)}." + _closest(quantity, recorded))
+        by = {r["checkpoint"]: r["value"] for r in self.table(quantity, layer, center)}
         return [by[label] for label in self.order if label in by]
 
     def _write(self, final: str | None = None) -> None:
@@ -457,6 +491,8 @@ class Tracker:
             },
             "config": self._config(),
             "checkpoints": [[label, list(self.meta[label])] for label in self.order],
+            "checkpoint_ids": {label: self.checkpoint_ids[label] for label in self.order
+                               if label in self.checkpoint_ids},
             "rows": self.rows,
         })
 
@@ -465,15 +501,77 @@ def track_checkpoints(series: Any, probe: Any, layers: Any, *, finalize: bool = 
     """Run a :class:`Tracker` over a :class:`~deepspan.track.checkpoints.CheckpointSeries`, post hoc.
 
     Each checkpoint is loaded into a fresh model from the series' factory;
-    with ``out_dir`` an interrupted call resumes where it stopped.
+    with ``out_dir`` an interrupted call resumes where it stopped. A run already
+    in ``out_dir`` must have tracked a prefix of ``series`` (the same list resumes,
+    a longer one appends); another checkpoint list raises InputError
+    (:func:`check_checkpoint_list`) and leaves the folder untouched.
     """
     tracker = Tracker(None, probe, layers, **kwargs)
+    digests = None
+    if tracker.out_dir is not None:  # only a folder needs to know which weights its labels stood for
+        check_checkpoint_list(tracker.out_dir, tracker.order, tracker.checkpoint_ids, series)
+        digests = series.digests()
     for i, ckpt in enumerate(series.checkpoints):
         if ckpt.label in tracker:
             continue
+        if digests is not None:
+            tracker.checkpoint_ids[ckpt.label] = {
+                "sha256": digests[i],
+                "source": "in-memory state dict" if isinstance(ckpt.source, dict) else str(ckpt.source)}
         model = series.load(i)
         tracker.model = model
         tracker.step(epoch=ckpt.epoch, iteration=ckpt.iteration, label=ckpt.label, model=model)
     if finalize:
         tracker.finalize()
     return tracker
+
+
+def _list_text(labels: list[str]) -> str:
+    shown = labels if len(labels) <= 8 else labels[:5] + ["..."] + labels[-2:]
+    return f"[{', '.join(shown)}] ({len(labels)} checkpoint{'s' if len(labels) != 1 else ''})"
+
+
+def check_checkpoint_list(out_dir: str | Path, recorded: list[str], ids: dict[str, Any], series: Any,
+                          option: str = "out_dir") -> None:
+    """Refuse to track ``series`` into ``out_dir`` unless the checkpoints recorded there are a prefix of it.
+
+    ``recorded`` are the labels already in the folder's table, in order, and ``ids`` their stored
+    ``{"sha256", "source"}`` (tables written before checkpoint ids existed have none: then labels alone are
+    compared). The same list resumes; a list that starts with the recorded checkpoints and adds more after them
+    resumes and appends. Anything else -- other labels, another order, fewer checkpoints, or a label whose
+    weights differ -- raises InputError naming both lists, their hashes, the first difference and the fix
+    (``option`` names the output setting in the message).
+    """
+    now = [c.label for c in series.checkpoints]
+    digests = series.digests()
+    stored = [(label, (ids.get(label) or {}).get("sha256")) for label in recorded]
+    first = next((i for i, ((label, digest), label_now, digest_now) in enumerate(zip(stored, now, digests))
+                  if label != label_now or (digest is not None and digest != digest_now)), None)
+    if first is None and len(stored) <= len(now):
+        return
+
+    def list_hash(pairs: list[tuple[str, str | None]]) -> str:
+        import hashlib
+
+        return hashlib.sha256("\n".join(f"{a}:{b}" for a, b in pairs).encode()).hexdigest()[:12]
+
+    def entry(label: str, digest: str | None, source: str | None) -> str:
+        return f"{label} (sha256 {digest or 'not recorded'}" + (f", {source})" if source else ")")
+
+    if first is not None:
+        old_label, old_digest = stored[first]
+        i = first
+        src = series.checkpoints[i].source
+        diff = (f"first difference at position {i + 1}: "
+                f"{entry(old_label, old_digest, (ids.get(old_label) or {}).get('source'))} there, "
+                f"{entry(now[i], digests[i], 'in-memory state dict' if isinstance(src, dict) else str(src))} now")
+        if old_label == now[i]:
+            diff += " -- the same label with other weights"
+    else:
+        diff = (f"the folder holds {len(stored)} checkpoints and the list given has {len(now)}: "
+                f"{', '.join(label for label, _ in stored[len(now):][:5])} would be left in the table")
+    raise InputError(
+        f"{out_dir} holds the tracking results of another checkpoint list: there {_list_text(recorded)}, "
+        f"list hash {list_hash(stored)}; now {_list_text(now)}, list hash {list_hash(list(zip(now, digests)))}; "
+        f"{diff}. Tracking into it would mix two series and rewrite the stored angles. Choose another {option}, or "
+        f"delete {out_dir} to start over (the same list resumes; a list that extends the stored one appends).")

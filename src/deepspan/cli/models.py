@@ -268,7 +268,7 @@ def build_probe(data: str, split: str, n: int | None, seed: int, input_shape: tu
     """
     from deepspan.data import Dataset, load, probe_subset
 
-    ds = load(data, split)
+    ds = load(data, None if str(data).endswith(".npz") else split)  # an .npz probe: the whole file (--split ignored)
     if (n is None and len(ds) <= DEFAULT_PROBE_N) or n == len(ds):
         probe = ds  # every sample, in the dataset's order
     else:

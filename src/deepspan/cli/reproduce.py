@@ -45,8 +45,13 @@ def print_verdicts(results: dict[str, Any]) -> None:
                    "2 cores; full: all 50k training images, 4-25 epochs, 16 subspace-match draws, a larger "
                    "population, about 35 min; tiny: about a minute, for tests.")
 @click.option("--dataset", default=None,
-              help="mnist (default for quick/full), digits (default for tiny), cifar10 (needs --data-dir), "
-                   "or a .npz file with images X (N x C x H x W or N x H x W) and labels y.")
+              help="mnist (default for quick/full), digits (default for tiny), cifar10 or cifar100 (need "
+                   "--data-dir), mnist1d (1-D signals, from the mnist1d package), or a .npz file: X_train, y_train, X_test, y_test (its own split; optional ids_train, "
+                   "ids_test), or X and y (optional ids), split by deepspan: a seeded (seed 0), stratified "
+                   "1/6 of each class held out as the test set (our choice; OUT/split.json lists it). X holds "
+                   "images (N x C x H x W or N x H x W) or vectors (N x L): vectors run the MLP only, the "
+                   "models and experiments that need images are skipped with the reason. The data's content "
+                   "hash is part of the run's settings: a changed file makes OUT refuse the run.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("deepspan-reproduce"),
               show_default=True, help="Output folder: runs/, cache/, results/, figures/, report.html.")
 @click.option("--only", multiple=True, type=ExperimentChoice(),

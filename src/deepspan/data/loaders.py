@@ -8,8 +8,13 @@ name           source                                          X                
 ``mnist1d``    the ``mnist1d`` package (procedural)             (N, 40) float32         train 4,000, test 1,000
 ``cifar10``    ``cifar-10-batches-py/`` in the data dir         (N, 3, 32, 32) float32  train 50k, test 10k
 ``cifar100``   ``cifar-100-python/`` in the data dir            (N, 3, 32, 32) float32  train 50k, test 10k
-``*.npz``      a path to an npz with X and y                    as stored, float32      (whole file)
+``*.npz``      a path to an npz (X, y or X_train ... y_test)    as stored, float32      train, test, all
 =============  ==============================================  ======================  ============
+
+An ``.npz`` holds either its own split (``X_train, y_train, X_test, y_test``) or one set (``X, y``) that
+deepspan splits: a seeded, stratified 1/6 of each class held out as ``test`` [ours]
+(:func:`~deepspan.data.load_npz`). ``X`` may be images or vectors (N x L). :func:`split_info` says how
+each dataset's split was made.
 
 Image pixels are scaled to [0, 1] (pixel / 255; digits: pixel / 16) and never
 standardised. Nothing is downloaded: missing data raises
@@ -20,17 +25,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from deepspan.data.arrays import load_npz
+from deepspan.data.arrays import load_npz, npz_split
 from deepspan.data.cifar import load_cifar
 from deepspan.data.dataset import Dataset
 from deepspan.data.digits import load_digits
 from deepspan.data.mnist import load_mnist
 from deepspan.errors import InputError
 
-__all__ = ["load", "DATASETS", "DIGITS_N_TRAIN"]
+__all__ = ["load", "split_info", "DATASETS", "DIGITS_N_TRAIN"]
 
 DATASETS = ("mnist", "digits", "mnist1d", "cifar10", "cifar100")
 #: ``load("digits", "train")`` is the first 1,500 images of scikit-learn's file, ``"test"`` the other 297.
@@ -84,7 +90,7 @@ def _load_mnist1d(split: str) -> Dataset:
 
 def load(
     name: str = "mnist",
-    split: str = "train",
+    split: str | None = None,
     data_dir: str | os.PathLike | None = None,
     *,
     source: str = "auto",
@@ -95,12 +101,14 @@ def load(
     ``data_dir`` (default ``$DEEPSPAN_DATA``) is where on-disk formats are
     looked for. ``source`` applies to MNIST (``"auto"``, ``"bundled"``,
     ``"files"``); ``label_mode`` to CIFAR-100 (``"fine"`` or ``"coarse"``).
-    A ``name`` ending in ``.npz`` loads that file with :func:`load_npz` (``split`` ignored).
+    ``split`` defaults to ``"train"``. A ``name`` ending in ``.npz`` loads that file with :func:`load_npz`:
+    ``"train"`` / ``"test"`` are the file's split or the one deepspan makes, ``"all"`` (the default for a
+    ``.npz``) the whole file.
     """
     if str(name).endswith(".npz"):
-        return load_npz(Path(name))
+        return load_npz(Path(name), split="all" if split is None else str(split).lower())
     key = str(name).lower().replace("-", "").replace("_", "")
-    split = str(split).lower()
+    split = "train" if split is None else str(split).lower()
     if key == "mnist":
         return load_mnist(split, data_dir, source=source)
     if key == "digits":
@@ -110,3 +118,25 @@ def load(
     if key in ("cifar10", "cifar100"):
         return load_cifar(key, split, data_dir, label_mode=label_mode)
     raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or a path to a .npz file")
+
+
+def split_info(name: str) -> dict[str, Any]:
+    """How ``load(name, "train")`` and ``load(name, "test")`` divide the data: ``made_by`` (``"dataset"``: its
+    publishers' split, ``"file"``: an ``.npz``'s own, ``"deepspan"``: ours) and ``text`` (one line for
+    reports); for an ``.npz`` split by deepspan also its seed, fraction and held-out rows (:class:`NpzSplit`)."""
+    if str(name).endswith(".npz"):
+        return npz_split(Path(name)).to_dict()
+    key = str(name).lower().replace("-", "").replace("_", "")
+    text = {
+        "mnist": ("dataset", "MNIST's own: train = the first 50,000 of its 60,000 training images (all of them when "
+                             "the files hold another number), test = its 10,000 test images"),
+        "digits": ("deepspan", f"by position [ours]: the first {DIGITS_N_TRAIN} of scikit-learn's 1,797 digits train, "
+                               "the other 297 test"),
+        "mnist1d": ("dataset", "the mnist1d package's own: 4,000 train, 1,000 test"),
+        "cifar10": ("dataset", "CIFAR-10's own: 50,000 training, 10,000 test images"),
+        "cifar100": ("dataset", "CIFAR-100's own: 50,000 training, 10,000 test images"),
+    }
+    if key not in text:
+        raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or a path to a .npz file")
+    made_by, line = text[key]
+    return {"made_by": made_by, "text": line}

@@ -1,4 +1,4 @@
-"""Seeded, class-balanced probe subsets that keep the parent's sample ids."""
+"""Seeded, class-balanced probe subsets that keep the parent's sample ids; seeded, stratified hold-outs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 from deepspan.data.dataset import Dataset
 from deepspan.errors import InputError
 
-__all__ = ["probe_indices", "probe_subset", "balanced_capacity"]
+__all__ = ["probe_indices", "probe_subset", "balanced_capacity", "holdout_indices"]
 
 
 def balanced_capacity(ds: Dataset) -> int:
@@ -68,3 +68,23 @@ def probe_subset(ds: Dataset, n: int, seed: int = 0, balanced: bool = True) -> D
     """
     idx = probe_indices(ds, n, seed=seed, balanced=balanced)
     return Dataset(ds.name, ds.X[idx], ds.y[idx], ds.ids[idx])
+
+
+def holdout_indices(y: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Sorted row indices of a seeded, stratified hold-out: ``round(fraction * n_c)`` rows of each class c.
+
+    Classes are visited in label order; one ``numpy.random.default_rng(seed)`` permutes each class's rows
+    (in file order) and the first ``round(fraction * n_c)`` of the permutation are held out, but never all
+    of a class: a class keeps at least one training row. The same labels, fraction and seed give the
+    same rows. ``fraction`` must lie strictly between 0 and 1.
+    """
+    if not 0.0 < float(fraction) < 1.0:
+        raise InputError(f"the held-out fraction must lie strictly between 0 and 1, got {fraction}")
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    picks = []
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        k = min(int(round(float(fraction) * len(rows))), len(rows) - 1)
+        picks.append(rng.permutation(rows)[:k])
+    return np.sort(np.concatenate(picks)) if picks else np.zeros(0, dtype=np.int64)

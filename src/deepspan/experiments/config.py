@@ -23,7 +23,10 @@ Checkpoints: ``init``, ``iterations_in_epoch1`` evenly spaced steps inside epoch
 every iteration of epoch 1, A.2; we keep a dense subset), then the end of every epoch.
 
 A config is plain data (``to_dict``); its :meth:`~ReproduceConfig.fingerprint` (a hash of the
-dict) tags every saved result, so re-running with other settings never reuses stale results.
+dict) tags every saved result, so re-running with other settings never reuses stale results. The run's
+own config (``ReproContext.cfg``) also carries ``data_hash``, the content hash of the loaded data, so a
+file changed at the same path is other settings too; and it lists only the models the data can feed
+(vector data: the MLP).
 """
 
 from __future__ import annotations
@@ -123,6 +126,9 @@ class ReproduceConfig:
     # random-feature null baseline (experiment 2)
     random_widths: tuple[int, ...] = (256, 1024)
     data_dir: str | None = None
+    #: content hash of the training and test data (:attr:`DataSplits.content_hash`), set by ``ReproContext``:
+    #: part of the fingerprint, so the same path with other contents is another run ("" before it is known)
+    data_hash: str = ""
 
     def model(self, name: str) -> ModelSpec:
         for n, spec in self.models:

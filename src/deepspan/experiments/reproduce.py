@@ -4,6 +4,10 @@ The experiments come from :data:`deepspan.experiments.EXPERIMENTS` in registry o
 experiment's ``results/<name>.json`` carries the config fingerprint; re-running the same command
 skips it (and training resumes inside the trainer), so an interrupted reproduction continues where
 it stopped. ``only`` restricts the run to some experiments.
+
+Models the data cannot feed (vector data: every model but the MLP) are skipped with their reason, and
+so is an experiment whose every model is skipped (``ReproContext.skip_reason``); both are said in the log
+and recorded in every result's provenance (the report's header).
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ def reproduce(cfg: ReproduceConfig | None = None, out: str | Path = "deepspan-re
         get(n)  # validates the name before any work
     ctx = ReproContext(cfg, out, progress=progress, experiments=list(EXPERIMENTS))
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    say(f"data: {ctx.cfg.dataset}, content hash {ctx.cfg.data_hash}; split {ctx.data.split['text']}")
+    for name, why in ctx.skipped_models.items():
+        say(f"model {name} skipped: {why}")
     with one_blas_thread():
         results = _run_all(ctx, names, say, force)
     write_models(ctx)
@@ -89,6 +96,10 @@ def _run_all(ctx: ReproContext, names: list[str], say: Callable[[str], Any],
     bar = tqdm(names, desc="deepspan reproduce", disable=not ctx.progress, file=sys.stderr)
     for n in bar:
         bar.set_postfix_str(n)
+        why = ctx.skip_reason(n)
+        if why is not None:
+            say(f"[{n}] skipped: {why}")
+            continue
         if not force and is_done(ctx, n):
             results[n] = load_result(ctx.results_dir, n)
             say(f"[{n}] done before, skipped ({result_path(ctx.results_dir, n)})")

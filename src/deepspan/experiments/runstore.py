@@ -52,15 +52,23 @@ class RunStore:
         return int(name.split("@s")[1]) if "@s" in name else self.cfg.seed
 
     def factory(self, name: str):
-        """A function that builds a fresh (untrained) model of run ``name``."""
-        from deepspan.zoo import MODELS
+        """A function that builds a fresh (untrained) model of run ``name``: for images of their shape, for
+        vectors (N x L) an MLP with ``in_features=L`` (a model that needs images is refused, naming why)."""
+        from deepspan.zoo.models import MODELS, image_only_reason
 
         spec = self.spec(name)
-        c, h, w = self.data.image_shape
         n_classes = self.data.n_classes
+        if self.data.is_vector:
+            why = image_only_reason(spec.kind, self.data.input_shape)
+            if why is not None:
+                raise InputError(f"run {name!r} cannot be built: {why}")
+            shape = {"in_features": self.data.input_shape[0]}
+        else:
+            c, h, w = self.data.image_shape
+            shape = {"in_channels": c, "image_size": (h, w)}
 
         def build():
-            return MODELS[spec.kind](in_channels=c, image_size=(h, w), n_classes=n_classes, **spec.kwargs())
+            return MODELS[spec.kind](n_classes=n_classes, **shape, **spec.kwargs())
 
         return build
 

@@ -352,6 +352,13 @@ def _header(results: dict[str, dict[str, Any]], out: Path) -> str:
             f"{_e(k)} {_e(v.get('asked'))} → {_e(v.get('used'))} ({_e(v.get('why'))})"
             for k, v in caps.items() if isinstance(v, dict))
             + ": the dataset holds less than the scale asks for"))
+    if prov.get("split"):  # how the training / test split was made (the file's, the dataset's, or ours)
+        rows.append(("split", txt("split")))
+    if prov.get("data_hash"):
+        rows.append(("data", f"{txt('input')}, content hash <code>{txt('data_hash')}</code>"))
+    for key, what in (("skipped_models", "skipped models"), ("skipped_experiments", "skipped experiments")):
+        if isinstance(prov.get(key), dict) and prov[key]:
+            rows.append((what, "; ".join(f"{_e(k)}: {_e(v)}" for k, v in prov[key].items())))
     rows.append(("config fingerprint", f"<code>{txt('config_fingerprint')}</code>"))
     versions = ", ".join(f"{k} {_e(prov[k])}" for k in ("deepspan", "python", "numpy", "scipy", "torch") if k in prov)
     rows.append(("versions", versions or "n/a"))

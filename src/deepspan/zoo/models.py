@@ -2,7 +2,11 @@
 
 Every model takes the same constructor arguments -- ``in_channels``,
 ``image_size`` (an int or an (H, W) pair), ``n_classes`` and ``widths`` -- and
-exposes two attributes for analysis with :func:`deepspan.extract`:
+exposes two attributes for analysis with :func:`deepspan.extract`.
+The :class:`MLP` flattens its input, so it also takes vectors (N x L, e.g. 1-D
+signals; ``in_features=L``); every other model convolves over H x W, which its
+class attribute ``needs_image = True`` states (:func:`needs_image` reads it by
+name, :func:`image_only_reason` words it for reports).
 
 * ``feature_layer``: the dotted module name whose output is "the feature" in
   the papers deepspan implements -- the penultimate ReLU of a classifier (Liu et
@@ -23,7 +27,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP", "SmallCNN", "VGGStyle", "ResNetStyle", "ResidualBlock", "ConvAutoencoder", "SimCLR", "MODELS"]
+__all__ = ["MLP", "SmallCNN", "VGGStyle", "ResNetStyle", "ResidualBlock", "ConvAutoencoder", "SimCLR", "MODELS",
+           "needs_image", "image_only_reason"]
 
 
 def _hw(image_size: int | Sequence[int]) -> tuple[int, int]:
@@ -42,17 +47,25 @@ class MLP(nn.Module):
     """Fully connected ReLU network: flatten -> [fc_k -> relu_k] * len(widths) -> classifier.
 
     Layers are named ``fc1, relu1, fc2, relu2, ..., classifier``; the feature
-    layer is the last ReLU (the penultimate layer).
+    layer is the last ReLU (the penultimate layer). Inputs are images (C x H x W,
+    ``in_channels * H * W`` values each) or, with ``in_features=L``, vectors (N x L);
+    either way they are flattened first.
     """
 
+    needs_image = False
+
     def __init__(self, in_channels: int = 1, image_size: int | Sequence[int] = 8, n_classes: int = 10,
-                 widths: Sequence[int] = (256, 128)) -> None:
+                 widths: Sequence[int] = (256, 128), in_features: int | None = None) -> None:
         super().__init__()
         if not widths:
             raise ValueError("MLP needs at least one hidden width.")
-        h, w = _hw(image_size)
         self.flatten = nn.Flatten()
-        d = in_channels * h * w
+        if in_features is not None:
+            d = int(in_features)
+        else:
+            h, w = _hw(image_size)
+            d = in_channels * h * w
+        self.in_features = d
         self.block_layers: list[str] = []
         for k, width in enumerate(widths, start=1):
             self.add_module(f"fc{k}", nn.Linear(d, width))
@@ -77,6 +90,8 @@ class SmallCNN(nn.Module):
     ``widths = (c1, c2, hidden)``. Names: ``conv1 relu1 pool1 conv2 relu2 pool2
     fc relu3 classifier``; feature layer ``relu3`` (penultimate).
     """
+
+    needs_image = True
 
     def __init__(self, in_channels: int = 1, image_size: int | Sequence[int] = 8, n_classes: int = 10,
                  widths: Sequence[int] = (16, 32, 128)) -> None:
@@ -114,6 +129,8 @@ class VGGStyle(nn.Module):
     Wang et al. compare: every conv layer and fc1/fc2, not the logits); the feature layer is the
     last ReLU (penultimate).
     """
+
+    needs_image = True
 
     def __init__(self, in_channels: int = 1, image_size: int | Sequence[int] = 8, n_classes: int = 10,
                  widths: Sequence[int] = (8, 16, 32, 32, 128)) -> None:
@@ -204,6 +221,8 @@ class ResNetStyle(nn.Module):
     strided stems of ImageNet ResNets do), which makes a 28 x 28 input about four times cheaper.
     """
 
+    needs_image = True
+
     def __init__(self, in_channels: int = 1, image_size: int | Sequence[int] = 8, n_classes: int = 10,
                  widths: Sequence[int] = (16, 32, 64), stem_stride: int = 1) -> None:
         super().__init__()
@@ -242,6 +261,8 @@ class ConvAutoencoder(nn.Module):
     inputs in [0, 1]). Upsampling goes to the exact encoder sizes, so any image
     size works. ``n_classes`` is accepted for a uniform constructor and unused.
     """
+
+    needs_image = True
 
     def __init__(self, in_channels: int = 1, image_size: int | Sequence[int] = 8, n_classes: int = 10,
                  widths: Sequence[int] = (16, 32), latent_dim: int = 32) -> None:
@@ -295,6 +316,8 @@ class SimCLR(nn.Module):
     four times cheaper on 28 x 28 inputs).
     """
 
+    needs_image = True
+
     def __init__(self, in_channels: int = 1, image_size: int | Sequence[int] = 8, n_classes: int = 10,
                  widths: Sequence[int] = (32, 64, 128), proj_dim: int = 64, stem_stride: int = 1) -> None:
         super().__init__()
@@ -320,3 +343,17 @@ class SimCLR(nn.Module):
 
 
 MODELS = {"mlp": MLP, "cnn": SmallCNN, "vgg": VGGStyle, "resnet": ResNetStyle, "autoencoder": ConvAutoencoder, "simclr": SimCLR}
+
+
+def needs_image(kind: str) -> bool:
+    """Whether the zoo model ``kind`` (a key of :data:`MODELS`) needs images (N x C x H x W) rather than vectors."""
+    return bool(getattr(MODELS[kind], "needs_image", True))
+
+
+def image_only_reason(kind: str, input_shape: Sequence[int]) -> str | None:
+    """Why zoo model ``kind`` cannot run on samples of ``input_shape`` (None when it can): vectors (one axis)
+    reach only the models that flatten their input."""
+    if len(tuple(input_shape)) != 1 or not needs_image(kind):
+        return None
+    length = int(tuple(input_shape)[0])
+    return f"{MODELS[kind].__name__} needs images (N x C x H x W); the data are vectors of length {length}"

@@ -28,6 +28,18 @@ Conventions (DESIGN.md):
 * Streaming: ``accumulators={layer: acc}`` feeds each captured batch, on its
   device, to ``acc.update(batch)`` (or ``acc.update(batch, labels)`` when
   ``acc.needs_labels``); with ``keep=False`` nothing else is stored.
+* Input dtype: each batch is converted to the dtype of the model's (first
+  floating-point) parameters only where no value changes -- bool, uint8 and
+  int8 to any float, int16 to float32/64, int32 to float64, float16/bfloat16
+  to float32/64, float32 to float64 always; any other pair (float64 -> float32,
+  int64 -> float32, ...) only when every value of the batch is exactly
+  representable (e.g. float64 pixels / 16), else an InputError asks for an
+  explicit cast (``X.astype(np.float32)`` / ``X.float()``). Integer inputs to a
+  model holding an ``nn.Embedding`` are token ids and stay as they are.
+* A forward pass that fails on a shape or dtype mismatch raises an InputError
+  naming the layer (module name and type) where it failed, what that layer
+  expects (e.g. ``in_features`` of a Linear, ``in_channels`` of a Conv) and
+  the shape it got.
 """
 
 from __future__ import annotations
@@ -103,9 +115,9 @@ def list_layers(model: nn.Module, example_input: Any = None) -> list[LayerInfo]:
                 handles.append(m.register_forward_hook(make(name)))
             model.eval()
             with torch.no_grad():
-                x = _as_tensor(example_input)
+                x = _to_model_dtype(_as_tensor(example_input), *_input_dtype(model), model)
                 dev = _model_device(model)
-                model(x.to(dev) if dev is not None else x)
+                model(x.to(dev) if dev is not None else x)  # errors as torch raises them (the CLI words its own)
         finally:
             for h in handles:
                 h.remove()
@@ -114,6 +126,22 @@ def list_layers(model: nn.Module, example_input: Any = None) -> list[LayerInfo]:
         LayerInfo(name, type(m).__name__, sum(p.numel() for p in m.parameters(recurse=True)), shapes.get(name))
         for name, m in mods.items()
     ]
+
+
+def check_model(model: Any, what: str = "model") -> nn.Module:
+    """``model`` itself when it is a built ``torch.nn.Module``; else an InputError that says what to pass.
+
+    A function or class (a factory) gets the fix "call it first"; anything else names its type.
+    """
+    if isinstance(model, nn.Module):
+        return model
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        raise InputError(f"{what} is the class {model.__name__}, not a model; pass an instance, e.g. {model.__name__}().")
+    if callable(model):
+        label = getattr(model, "__name__", type(model).__name__)
+        raise InputError(f"{what} is a function ({label}), not a torch.nn.Module; pass the built model: call the "
+                         f"factory first, e.g. {label if label.isidentifier() else 'make_model'}().")
+    raise InputError(f"{what} must be a torch.nn.Module, got {type(model).__name__}.")
 
 
 def _resolve_layers(model: nn.Module, layers: Any) -> dict[str, nn.Module]:
@@ -157,13 +185,159 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
-    """A tensor from a batch; arrays are made contiguous (torch refuses negative strides, e.g. X[::-1])."""
+    """A tensor from a batch, in its own dtype; arrays are made contiguous (torch refuses negative strides,
+    e.g. X[::-1]). Conversion to the model's dtype is :func:`_to_model_dtype`'s job, which refuses lossy casts."""
     if isinstance(x, torch.Tensor):
         return x
     a = np.asarray(x)
-    if a.dtype.kind in "fc":
-        a = a.astype(np.float32, copy=False)
+    if a.dtype.kind not in "biufc":
+        raise InputError(f"the inputs have dtype {a.dtype} ({type(x).__name__}); a model needs numbers: "
+                         f"pass a numeric array, e.g. np.asarray(X, dtype=np.float32).")
     return torch.as_tensor(np.ascontiguousarray(a))
+
+
+# Source dtype -> the floating dtypes that hold every one of its values exactly (significand bits:
+# float16 11, bfloat16 8, float32 24, float64 53); other pairs are converted only if no value changes.
+_LOSSLESS = {
+    torch.bool: {torch.float16, torch.bfloat16, torch.float32, torch.float64},
+    torch.uint8: {torch.float16, torch.bfloat16, torch.float32, torch.float64},
+    torch.int8: {torch.float16, torch.bfloat16, torch.float32, torch.float64},
+    torch.int16: {torch.float32, torch.float64},
+    torch.int32: {torch.float64},
+    torch.float16: {torch.float32, torch.float64},
+    torch.bfloat16: {torch.float32, torch.float64},
+    torch.float32: {torch.float64},
+}
+
+
+def _input_dtype(model: nn.Module) -> tuple[torch.dtype | None, bool]:
+    """(the dtype inputs are converted to, whether integer inputs are ids) for ``model``.
+
+    The dtype is that of the model's first floating-point parameter (else buffer), None when it has
+    none; integer and bool inputs are left alone (token ids) when the model holds an ``nn.Embedding``
+    or ``nn.EmbeddingBag``.
+    """
+    target = next((t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
+    ids = any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules())
+    return target, ids
+
+
+def _to_model_dtype(x: torch.Tensor, target: torch.dtype | None, ids: bool, model: nn.Module) -> torch.Tensor:
+    """``x`` in the model's dtype ``target`` when that changes no value, else an InputError with the fix.
+
+    Lossless by type (:data:`_LOSSLESS`): bool, uint8, int8 -> any float; int16 -> float32/64;
+    int32 -> float64; float16/bfloat16 -> float32/64; float32 -> float64. Any other pair
+    (float64 -> float32, int64 -> float32, float32 -> float16, ...) is converted only when every
+    value of the batch survives the round trip exactly (NaN counts as unchanged); otherwise the
+    inputs are refused: cast them yourself (``X.astype(np.float32)`` / ``X.float()``).
+    """
+    if target is None or x.dtype == target:
+        return x
+    name = type(model).__name__
+    src, short = str(x.dtype).replace("torch.", ""), str(target).replace("torch.", "")
+    if x.is_complex():
+        raise InputError(f"the inputs are complex ({src}) but {name} computes in {short}; pass real inputs "
+                         f"(e.g. X.real or abs(X)).")
+    if ids and not x.is_floating_point():
+        return x  # token ids for an embedding
+    out = x.to(target)
+    if target in _LOSSLESS.get(x.dtype, ()):
+        return out
+    back = out.to(x.dtype)
+    changed = back != x
+    if x.is_floating_point():
+        changed &= ~(torch.isnan(x) & torch.isnan(back))
+    n_changed = int(changed.sum())
+    if n_changed:
+        other = f" -- or run the model in {src} (model.to(torch.{src}))" if x.is_floating_point() else ""
+        raise InputError(
+            f"the inputs are {src} but {name} computes in {short}, and converting would change {n_changed} of "
+            f"{x.numel()} values in a batch (deepspan converts inputs only when no value changes); cast them "
+            f"explicitly if rounding to {short} is what you want: X.astype(np.{short}) for a numpy array, "
+            f"X.to(torch.{short}) for a tensor{other}."
+        )
+    return out
+
+
+def _describe_module(m: nn.Module) -> str:
+    """What a module expects of its input, from its attributes (empty when unknown)."""
+    if isinstance(m, nn.Linear):
+        return f"inputs with {m.in_features} features in the last axis"
+    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        d = len(m.kernel_size)
+        axes = " x ".join(["C"] + list("DHW"[3 - d :]))
+        return f"inputs N x {axes} with C = {m.in_channels} channels (a {d + 2}-D batch)"
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return f"inputs with {m.num_features} channels/features on axis 1"
+    if isinstance(m, (nn.GroupNorm,)):
+        return f"inputs with {m.num_channels} channels on axis 1"
+    if isinstance(m, nn.LayerNorm):
+        return f"inputs whose last axes have shape {tuple(m.normalized_shape)}"
+    if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+        return f"integer ids in 0..{m.num_embeddings - 1}"
+    return ""
+
+
+_FORWARD_ERROR_WORDS = ("shape", "size", "dimension", "dtype", "scalar type", "channels", "must match",
+                        "cannot be multiplied", "expected", "Expected", "input type", "Input type")
+
+
+def _forward_failure(model: nn.Module, x: Any, exc: BaseException, hooks: list[Any] = ()) -> InputError | None:
+    """An InputError naming the layer where the forward pass of ``model`` on ``x`` failed with ``exc``.
+
+    Runs the batch again (only after a failure, so the normal path has no extra hooks) with hooks on
+    every module that record the modules entered and not yet left; the innermost one is where the
+    error arose. ``hooks`` (the caller's capture hooks) are removed first. Returns None for errors that
+    do not look like shape or dtype mismatches (out of memory, a bug in the model), or when the batch
+    passes the second time; the caller then re-raises the original error.
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or not any(w in text for w in _FORWARD_ERROR_WORDS):
+        return None
+    for h in hooks:
+        h.remove()
+    stack: list[tuple[str, nn.Module, Any]] = []
+    names = {id(m): name for name, m in model.named_modules()}
+    handles = []
+
+    def enter(m, args):
+        shape = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else None
+        stack.append((names.get(id(m), ""), m, shape))
+
+    def leave(m, _args, _out):
+        if stack and stack[-1][1] is m:
+            stack.pop()
+
+    try:
+        for m in model.modules():
+            handles.append(m.register_forward_pre_hook(enter))
+            handles.append(m.register_forward_hook(leave))
+        try:
+            with torch.no_grad():
+                model(x)
+        except _StopForward:
+            return None
+        except Exception:  # noqa: BLE001 - the same failure again: the stack says where
+            pass
+        else:
+            return None
+    finally:
+        for h in handles:
+            h.remove()
+    if not stack:
+        return None
+    name, mod, shape = stack[-1]
+    where = (f"layer {name!r} ({type(mod).__name__})" if name else f"{type(mod).__name__}.forward itself "
+             f"(not inside a submodule)")
+    expects = _describe_module(mod)
+    got = f"got {'shape ' + str(shape) if shape is not None else 'a non-tensor input'}"
+    batch = f" (the data batch has shape {tuple(x.shape)})" if isinstance(x, torch.Tensor) and shape != tuple(x.shape) else ""
+    return InputError(
+        f"the forward pass of {type(model).__name__} failed in {where}: "
+        f"{'it expects ' + expects + ', ' if expects else ''}{got}{batch}. torch said: {text}. "
+        f"Pass inputs of the shape and kind the model was built for (deepspan.list_layers(model, X[:2]) shows "
+        f"each layer's output shape), or build the model for these inputs."
+    )
 
 
 def _split_batch(batch: Any) -> tuple[Any, Any]:
@@ -344,7 +518,11 @@ def extract(
     stop_early : end each forward pass once every requested layer has fired (from the second batch on).
     progress : show a progress bar (default: only on a terminal).
     checkpoint : a label recorded in the provenance.
+
+    Inputs are converted to the model's dtype only where that changes no value (module docstring);
+    a shape mismatch names the layer where the forward pass failed.
     """
+    check_model(model)
     mods = _resolve_layers(model, layers)
     pol = policy if isinstance(policy, dict) else {name: policy for name in mods}
     sel = select if isinstance(select, dict) else {name: select for name in mods}
@@ -384,6 +562,7 @@ def extract(
     show = progress if progress is not None else sys.stderr.isatty()
     handles = []
     t0 = time.time()
+    in_dtype, takes_ids = _input_dtype(model)
     try:
         model.to(dev)
         model.eval()
@@ -394,15 +573,21 @@ def extract(
         total = None if n_expected is None else -(-n_expected // batch_size)
         with torch.no_grad():
             for x, y in tqdm(batches, total=total, disable=not show, desc="extract", leave=False):
-                x = _as_tensor(x)
+                x = _to_model_dtype(_as_tensor(x), in_dtype, takes_ids, model)
                 n = int(x.shape[0])
                 lab = None if y is None else (y if isinstance(y, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(y)))
                 current_labels[0] = lab
                 fired.clear()
+                x = x.to(dev)
                 try:
-                    model(x.to(dev))
+                    model(x)
                 except _StopForward:
                     pass
+                except RuntimeError as exc:
+                    err = _forward_failure(model, x, exc, handles)
+                    if err is None:
+                        raise
+                    raise err from exc
                 missing = [name for name in state if not fired.get(name)]
                 if missing:
                     raise InputError(

@@ -48,8 +48,11 @@ from deepspan.errors import InputError
 from deepspan.features.extract import (
     _StopForward,
     _as_tensor,
+    _forward_failure,
+    _input_dtype,
     _model_device,
     _resolve_layers,
+    _to_model_dtype,
     iterate_batches,
     resolve_device,
     sample_ids_for,
@@ -335,6 +338,7 @@ def draw_rows(model: nn.Module, data: Any, layers: Any, n_rows: int = 10_000, dr
     handles = []
     t0 = time.time()
     layout = None
+    in_dtype, takes_ids = _input_dtype(model)
     try:
         model.to(dev)
         if channels_last:
@@ -347,7 +351,7 @@ def draw_rows(model: nn.Module, data: Any, layers: Any, n_rows: int = 10_000, dr
         with torch.no_grad():
             for x, _y in tqdm(batches, total=-(-n_images // batch_size), disable=not show, desc="draw rows",
                               leave=False):
-                x = _as_tensor(x)
+                x = _to_model_dtype(_as_tensor(x), in_dtype, takes_ids, model)
                 n = int(x.shape[0])
                 if n == 0:
                     continue
@@ -360,6 +364,11 @@ def draw_rows(model: nn.Module, data: Any, layers: Any, n_rows: int = 10_000, dr
                     model(x)
                 except _StopForward:
                     pass
+                except RuntimeError as exc:
+                    err = _forward_failure(model, x, exc, handles)
+                    if err is None:
+                        raise
+                    raise err from exc
                 missing = [name for name in state if not fired.get(name)]
                 if missing:
                     raise InputError(f"layer(s) {', '.join(map(repr, missing))} never fired during the forward pass; "

@@ -64,6 +64,7 @@ from torch import nn
 from deepspan._io import atomic_write_bytes, atomic_write_json
 from deepspan._layout import enter_channels_last, leave_channels_last
 from deepspan.errors import InputError
+from deepspan.features.extract import check_model
 
 __all__ = ["train", "TrainResult", "nt_xent", "linear_probe", "read_manifest", "lr_at", "PARADIGMS", "SCHEDULES"]
 
@@ -129,7 +130,9 @@ def linear_probe(F_train: np.ndarray, y_train: np.ndarray, F_test: np.ndarray, y
 # ----------------------------------------------------------------------------- data
 
 def _tensors(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(X as float32 N x C x H x W, y as int64 or None) from a deepspan Dataset, an (X, y) pair or an array."""
+    """(X as float32 N x C x H x W or N x L, y as int64 or None) from a deepspan Dataset, an (X, y) pair or an array.
+
+    N x H x W images get a channel axis; N x L vectors stay as they are (for models that flatten, e.g. the MLP)."""
     if data is None:
         raise InputError(f"{name} is None; pass a deepspan Dataset, an (X, y) pair, a tensor or an array.")
     if hasattr(data, "X") and not isinstance(data, (torch.Tensor, np.ndarray)):
@@ -143,17 +146,115 @@ def _tensors(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     X = torch.as_tensor(X).to(torch.float32)
     if X.ndim == 3:
         X = X[:, None]
-    if X.ndim != 4:
-        raise InputError(f"{name} must hold images N x H x W or N x C x H x W, got shape {tuple(X.shape)}.")
+    if X.ndim not in (2, 4):
+        raise InputError(f"{name} must hold images N x H x W or N x C x H x W, or vectors N x L, "
+                         f"got shape {tuple(X.shape)}.")
     if len(X) == 0:
         raise InputError(f"{name} has no samples.")
     if not torch.isfinite(X).all():
         raise InputError(f"{name} contains NaN or Inf values; clean the images first.")
     if y is not None:
-        y = torch.as_tensor(np.array(y, dtype=np.int64) if not isinstance(y, torch.Tensor) else y).to(torch.int64).reshape(-1)
-        if len(y) != len(X):
-            raise InputError(f"{name} has {len(X)} images but {len(y)} labels.")
+        y = _labels(y, len(X), name)
     return X, y
+
+
+def _labels(y: Any, n: int, name: str) -> torch.Tensor:
+    """Labels as int64 class indices, one per sample.
+
+    Integer and bool labels are used as they are. Float labels are accepted only when every value is a
+    whole number (then converted, as :func:`deepspan.data.from_arrays` does); any fractional or
+    non-finite value is refused -- labels are never truncated silently. Strings, complex numbers and
+    N x K (one-hot) labels are refused with the fix.
+    """
+    remap = "np.unique(y, return_inverse=True)[1] maps any labels to 0..K-1"
+    if isinstance(y, torch.Tensor):
+        t = y.detach().cpu()
+        if t.is_complex():
+            raise InputError(f"{name} labels are complex ({t.dtype}); pass integer class indices 0..K-1.")
+    else:
+        a = np.asarray(y)
+        if a.dtype.kind not in "biuf":
+            raise InputError(f"{name} labels have dtype {a.dtype}; pass integer class indices 0..K-1 ({remap}).")
+        t = torch.as_tensor(np.ascontiguousarray(a))
+    if t.ndim == 2 and t.shape[0] == n and t.shape[1] > 1:
+        raise InputError(f"{name} labels have shape {tuple(t.shape)} (one-hot or scores?); pass one class index "
+                         f"per sample, e.g. y.argmax(1).")
+    t = t.reshape(-1)
+    if len(t) != n:
+        raise InputError(f"{name} has {n} images but {len(t)} labels; pass one label per sample.")
+    if t.is_floating_point():
+        bad = ~torch.isfinite(t) | (t != torch.round(t))
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise InputError(
+                f"{name} labels are {str(t.dtype).replace('torch.', '')} and {int(bad.sum())} of {n} are not whole "
+                f"numbers (first: {float(t[i])!r} at position {i}); labels are class indices and are not rounded or "
+                f"truncated for you: pass integers, e.g. y.astype(np.int64) (numpy) / y.long() (torch), or "
+                f"{remap}.")
+    return t.to(torch.int64)
+
+
+def _check_classes(model: nn.Module, X: torch.Tensor, labelled: dict[str, torch.Tensor | None]) -> None:
+    """Supervised training: the model returns N x K scores and every label is in 0..K-1, checked before any step.
+
+    One forward pass of two samples in eval mode under no_grad (the mode is restored); a shape mismatch
+    is reported with the layer where it failed.
+    """
+    from deepspan.features.extract import _forward_failure
+
+    was_training = model.training
+    model.eval()
+    xb = X[:2]
+    try:
+        with torch.no_grad():
+            try:
+                out = model(xb)
+            except RuntimeError as exc:
+                err = _forward_failure(model, xb, exc)
+                if err is None:
+                    raise
+                raise err from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"supervised training needs {type(model).__name__} to return N x K class scores, but it "
+                         f"returned {got} for {len(xb)} samples; use paradigm='autoencoder' / 'simclr' for other "
+                         f"outputs, or end the model with a layer giving one score per class.")
+    k = int(out.shape[1])
+    for name, y in labelled.items():
+        if y is None or not len(y):
+            continue
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0:
+            raise InputError(f"{name} labels must be class indices 0..{k - 1}, but {int((y < 0).sum())} are negative "
+                             f"(smallest {lo}); remap them, e.g. np.unique(y, return_inverse=True)[1].")
+        if hi >= k:
+            raise InputError(f"{name} labels go up to {hi}, but {type(model).__name__} returns {k} class scores "
+                             f"(labels 0..{k - 1}); build the model with at least {hi + 1} outputs "
+                             f"(e.g. num_classes={hi + 1}) or remap the labels to 0..{k - 1}.")
+
+
+def _check_settings(epochs: Any, batch_size: Any, lr: Any, momentum: Any, weight_decay: Any, temperature: Any,
+                    eval_size: Any) -> None:
+    """Numbers that torch would otherwise reject deep inside (or accept silently, like lr=0), checked up front."""
+    for name, v, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("eval_size", eval_size, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise InputError(f"{name} must be a whole number, got {v!r} ({type(v).__name__}).")
+        if v < low:
+            raise InputError(f"{name} must be >= {low}, got {v}.")
+    if lr is not None:
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(lr) or lr <= 0:
+            raise InputError(f"lr must be a positive finite number, got {lr!r}; typical values are 0.05 for "
+                             f"optimizer='sgd' and 1e-3 for 'adam' (lr=None uses them).")
+    for name, v in (("momentum", momentum), ("weight_decay", weight_decay)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) \
+                or v < 0:
+            raise InputError(f"{name} must be a finite number >= 0, got {v!r}.")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(temperature) or temperature <= 0:
+        raise InputError(f"temperature must be a positive finite number (SimCLR uses 0.1-0.5), got {temperature!r}.")
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -457,14 +558,19 @@ def _train_epoch(run: _Run, epoch: int, bar: Any, show: bool) -> tuple[float, in
             for group in run.opt.param_groups:
                 group["lr"] = rate
         loss = _loss(run.model, run.paradigm, xb, yb, run.temperature, run.augment, run.g)
+        lv = float(loss.detach())
+        if not math.isfinite(lv):  # stop before this step's update: the model keeps the last finite weights
+            rate = run.opt.param_groups[0]["lr"]
+            raise InputError(
+                f"the training loss became {lv} at epoch {epoch}, step {b + 1} of {run.steps_per_epoch} (global step "
+                f"{run.step + 1}); training stopped before that update, so the model holds the weights of global step "
+                f"{run.step}. Likely fixes: lower the learning rate (lr={rate:g} now; try 10x smaller), check the "
+                f"inputs (and any augmentation) for NaN/Inf or very large values (standardise them), and check the "
+                f"model for log(0) or division by 0.")
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         run.opt.step()
         run.step += 1
-        lv = float(loss.detach())
-        if not math.isfinite(lv):
-            raise InputError(f"the training loss became {lv} at step {run.step}; lower the learning rate "
-                             f"(lr={run.lr}).")
         run_loss += lv * len(idx)
         run_n += len(idx)
         if show:
@@ -530,7 +636,9 @@ def train(
 
     Parameters
     ----------
-    data, test_data : a deepspan ``Dataset``, an ``(X, y)`` pair, or images (N x H x W or N x C x H x W).
+    data, test_data : a deepspan ``Dataset``, an ``(X, y)`` pair, or images (N x H x W or N x C x H x W);
+        vectors (N x L) for models that flatten their input (the zoo's MLP; a model whose ``needs_image``
+        attribute is true refuses them).
     paradigm : ``"supervised"`` (cross-entropy), ``"autoencoder"`` (reconstruction MSE) or
         ``"simclr"`` (NT-Xent with ``temperature``, Chen et al. 2020).
     optimizer, lr, momentum, weight_decay : ``"sgd"`` (default lr 0.05, momentum 0.9) or ``"adam"`` (lr 1e-3).
@@ -544,9 +652,21 @@ def train(
     eval_size : samples of ``data`` used for the evaluation loss and accuracies (0: no evaluation).
     progress : tqdm bars with loss/accuracy (default: only when stderr is a terminal).
     callback : ``callback(record, model)`` after each checkpoint record (also without ``out_dir``).
+
+    Checked before any step (an InputError names the problem and the fix): labels are integer class
+    indices -- float labels are accepted only when every value is a whole number (then converted; a
+    fractional or non-finite label is refused, never truncated); for ``"supervised"`` the model must
+    return N x K scores with every label in 0..K-1 (one forward pass of two samples in eval mode);
+    ``lr`` > 0 and finite, ``epochs`` >= 0 (0: only the ``init`` checkpoint), ``batch_size`` >= 1.
+    Training stops at the first non-finite loss, before that step's update, naming epoch and step.
     """
+    check_model(model)
+    _check_settings(epochs, batch_size, lr, momentum, weight_decay, temperature, eval_size)
     _check_arguments(paradigm, epochs, batch_size, schedule)
     X, y = _tensors(data, "data")
+    if X.ndim == 2 and getattr(model, "needs_image", False):
+        raise InputError(f"{type(model).__name__} needs images (N x C x H x W); data holds vectors "
+                         f"{tuple(X.shape)}: train an MLP on vectors.")
     if paradigm == "supervised" and y is None:
         raise InputError("supervised training needs labels; pass a Dataset with y or an (X, y) pair.")
     test = _tensors(test_data, "test_data") if test_data is not None else None
@@ -568,6 +688,8 @@ def train(
     try:
         layout = enter_channels_last(model)  # same numbers to rounding; faster conv nets (bench/zoo_epochs.py)
         torch.manual_seed(seed)
+        if paradigm == "supervised":  # after the seed: a lazy module initialised here draws from the seeded RNG
+            _check_classes(model, X, {"data": y, "test_data": None if test is None else test[1]})
         g = torch.Generator().manual_seed(seed)
         opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
         run = _Run(model=model, X=X, y=y, paradigm=paradigm, epochs=epochs, batch_size=batch_size, lr=lr,

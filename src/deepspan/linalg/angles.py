@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from deepspan.errors import InputError, SampleMismatchError
-from deepspan.linalg.checks import as_vector
+from deepspan.linalg.checks import as_vector, scale_to_unit
 
 __all__ = ["angle", "unit_angle", "angle_from_cosine", "principal_angles_between_bases"]
 
@@ -35,7 +35,9 @@ def angle(p: Any, q: Any) -> float:
 
     (Liu et al. 2022, the angle between P-vectors). ``p`` and ``q`` are P-vector
     results (anything with a ``.u``) or plain 1-D vectors of the same length
-    (normalised here). Vectors of different lengths, or results carrying
+    (normalised here: each is first multiplied by the exact power of two that puts
+    its largest |entry| in [0.5, 1), then divided by its norm, so the norms never
+    over- or underflow and the angle is the same for c u as for u at any finite c > 0). Vectors of different lengths, or results carrying
     different ``sample_hash`` values, describe different sample sets and are
     refused with :class:`~deepspan.errors.SampleMismatchError`.
     """
@@ -52,6 +54,7 @@ def angle(p: Any, q: Any) -> float:
             f"p has {u.shape[0]} entries but q has {v.shape[0]}: P-vectors live in sample space and "
             f"are only comparable on the same samples in the same order. Compute both on one probe set."
         )
+    u, v = scale_to_unit(u)[0], scale_to_unit(v)[0]
     return unit_angle(u / np.linalg.norm(u), v / np.linalg.norm(v))
 
 

@@ -15,6 +15,10 @@ Conversion rule (documented once, here):
 * complex input is refused.
 * torch tensors (any device) are detached and moved to host memory first;
   ``bfloat16`` tensors become ``float32``.
+
+It also holds the one rescaling rule of deepspan, :func:`scale_to_unit` (multiply by the exact
+power of two that puts max|X| in [0.5, 1)), which makes every scale-invariant measure give the
+same value at any finite feature scale.
 """
 
 from __future__ import annotations
@@ -25,7 +29,59 @@ import numpy as np
 
 from deepspan.errors import InputError
 
-__all__ = ["as_feature_matrix", "as_vector", "check_min_samples", "check_rank_request", "check_same_samples", "to_numpy"]
+__all__ = ["as_feature_matrix", "as_vector", "check_min_samples", "check_rank_request", "check_same_samples", "to_numpy",
+           "scale_exponent", "times_power_of_two", "scale_to_unit", "SAFE_SQUARE_EXPONENTS"]
+
+
+# --- the one rescaling rule --------------------------------------------------------------
+#
+# Every scale-invariant measure (CKA, CCA, SVCCA, PWCCA, Procrustes, the shape angle, P-vector and
+# principal angles, the subspace match, angles between vectors, the neural-collapse metrics) first
+# multiplies its input by an exact power of two, 2^-e, chosen so that the largest |entry| lies in
+# [0.5, 1). Multiplying by a power of two is exact (no rounding, barring subnormal results far below
+# the largest entry), so the result is the same for c X as for X at every finite c > 0, and ordinary
+# inputs are unchanged up to rounding; the products formed next (Gram matrices, norms, kernels) are
+# then bounded by the matrix size and can neither overflow nor underflow.
+
+#: Largest |value| exponents e (2^(e-1) <= |x| < 2^e) whose squares and sums of squares float64 holds
+#: with full precision: -484 .. 480, i.e. values in [2^-485, 2^480) (about 1e-146 .. 3e144). Outside it, products such as the Gram
+#: matrix X^T X underflow into subnormals (losing precision) or overflow.
+SAFE_SQUARE_EXPONENTS = (-484, 480)
+
+
+def scale_exponent(a: Any) -> int:
+    """The exponent e with 2^(e-1) <= max|a| < 2^e (0 for an empty or all-zero array).
+
+    ``a * 2^-e`` (:func:`times_power_of_two`) then has its largest magnitude in [0.5, 1). Scans ``a``
+    twice (its max and min) without a temporary copy; ``a`` must be finite.
+    """
+    arr = np.asarray(a)
+    if arr.size == 0:
+        return 0
+    amax = max(float(arr.max()), -float(arr.min()))
+    return 0 if amax == 0 else int(np.frexp(amax)[1])
+
+
+def times_power_of_two(a: Any, e: int) -> Any:
+    """``a * 2^e``, exactly (a power-of-two multiplier does not round, barring subnormal results).
+
+    ``np.ldexp``: any integer ``e`` (also beyond the exponent range of a float64 multiplier), numpy arrays
+    and scalars; the dtype is kept (float32 stays float32). ``e = 0`` returns ``a`` itself.
+    """
+    e = int(e)
+    return a if e == 0 else np.ldexp(a, e)
+
+
+def scale_to_unit(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(a * 2^-e, e)`` with e = :func:`scale_exponent` (a): the largest |entry| moved into [0.5, 1).
+
+    The one rescaling rule of deepspan (see above): scale-invariant measures apply it at the start of
+    ``prepare``; quantities that scale (singular values, eigenvalues) are computed on the scaled matrix
+    and multiplied back by 2^e (2^2e for squares). An all-zero array comes back unchanged with e = 0;
+    when e = 0 the same array is returned (no copy), otherwise a new one.
+    """
+    e = scale_exponent(a)
+    return (a, 0) if e == 0 else (times_power_of_two(a, -e), e)
 
 
 def to_numpy(x: Any) -> np.ndarray:

@@ -52,6 +52,17 @@ up to float64 rounding.
 Torch batches are accumulated in float64 on their own device (GPU batches stay
 on the GPU) until ``finalize`` or ``state_dict`` moves the small results to
 numpy. This module does not import torch at module level.
+
+Magnitudes: the statistics are not scale-invariant (S scales with c^2 when the
+features are multiplied by c), so they must fit float64. Every update and merge
+checks, before it changes anything, that the largest |centered value| of the
+batch and of the difference of batch means lies in [2^-485, 2^480) (about
+1e-146 .. 3e144; :data:`~deepspan.linalg.checks.SAFE_SQUARE_EXPONENTS`), and
+``GramStats.gram(center=False)``, ``total_energy(center=False)`` and
+``CrossGramStats.cross_gram(center=False)`` check N mu mu^T likewise: features
+whose Gram matrix would overflow, or underflow into subnormals or 0, raise
+:class:`~deepspan.errors.InputError` naming the magnitude and the fix (divide the
+features by their largest absolute value), never inf, NaN or a silent "all zero".
 """
 
 from __future__ import annotations
@@ -60,11 +71,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import math
+
 import numpy as np
 import scipy.linalg
 
 from deepspan.errors import InputError
-from deepspan.linalg.checks import as_feature_matrix, check_same_samples
+from deepspan.linalg.checks import SAFE_SQUARE_EXPONENTS, as_feature_matrix, check_same_samples, scale_exponent
 
 __all__ = [
     "STATE_VERSION",
@@ -298,6 +311,58 @@ def _outer(a: Any, b: Any) -> Any:
     return np.outer(a, b)
 
 
+def _max_abs(x: Any) -> float:
+    """max |x| of a numpy array or torch tensor (0 when empty); inf when x holds an Inf."""
+    if _is_torch(x):
+        if x.numel() == 0:
+            return 0.0
+        import torch
+
+        lo, hi = torch.aminmax(x)
+        return float(torch.maximum(hi, -lo))
+    return max(float(x.max()), -float(x.min())) if x.size else 0.0
+
+
+_RESCALE_FIX = "rescale the features (e.g. divide by their largest absolute value) before accumulating"
+
+
+def _check_square_scale(amax: float, what: str = "features") -> None:
+    """Refuse values whose products float64 cannot hold: a clear InputError instead of inf, NaN or a silent 0.
+
+    The scatter matrices are sums of products of centered values (and of differences of batch means).
+    Their largest |value| must lie in [2^-485, 2^480) (:data:`~deepspan.linalg.checks.SAFE_SQUARE_EXPONENTS`,
+    about 1e-146 .. 3e144): above, X^T X overflows; below, its entries fall into float64's subnormal range
+    (losing precision, down to 0) although the features are not zero. 0 itself (a constant batch) is fine.
+    """
+    if amax == 0:
+        return
+    lo, hi = SAFE_SQUARE_EXPONENTS
+    if not math.isfinite(amax):
+        raise InputError(f"{what} overflow float64 (their sums or means are infinite); {_RESCALE_FIX}.")
+    e = math.frexp(amax)[1]
+    if e > hi:
+        raise InputError(f"{what} of magnitude ~{amax:.0e} overflow float64 in the Gram matrix X^T X; {_RESCALE_FIX}.")
+    if e < lo:
+        raise InputError(
+            f"{what} of magnitude ~{amax:.0e} underflow float64 in the Gram matrix X^T X (their squares fall below "
+            f"~1e-292, losing precision, or to 0) although they are not zero; {_RESCALE_FIX}."
+        )
+
+
+def _mean_term_check(n: int, mean_a: np.ndarray, mean_b: np.ndarray) -> None:
+    """Refuse N mu_a mu_b^T (the uncentered part of F^T F or A^T B) when it over- or underflows float64."""
+    if n == 0 or not (mean_a.any() and mean_b.any()):
+        return
+    e = scale_exponent(mean_a) + scale_exponent(mean_b)
+    if e + int(n).bit_length() > 1020:
+        raise InputError(f"column means of magnitude ~1e{e * math.log10(2.0) / 2:+.0f} overflow float64 in the "
+                         f"uncentered Gram matrix F^T F = S + N mu mu^T; {_RESCALE_FIX} (the centered "
+                         f"statistics, center=True, do not need it).")
+    if e < 2 * SAFE_SQUARE_EXPONENTS[0]:
+        raise InputError(f"column means of magnitude ~1e{e * math.log10(2.0) / 2:+.0f} underflow float64 in the "
+                         f"uncentered Gram matrix F^T F = S + N mu mu^T (they are not zero); {_RESCALE_FIX}.")
+
+
 def top_eigh(M: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``m`` eigenpairs of a symmetric PSD matrix, eigenvalues descending and clipped at 0.
 
@@ -339,10 +404,15 @@ class GramStats:
         """F_c^T F_c with F_c = F - 1 mu^T if ``center`` else F."""
         if center:
             return self.scatter
+        _mean_term_check(self.n_samples, self.mean, self.mean)
         return self.scatter + self.n_samples * np.outer(self.mean, self.mean)
 
     def total_energy(self, center: bool = False) -> float:
-        """||F_c||_F^2 = trace(F_c^T F_c) = the sum of all squared singular values."""
+        """||F_c||_F^2 = trace(F_c^T F_c) = the sum of all squared singular values.
+
+        Uncentered, raises :class:`~deepspan.errors.InputError` when N mu mu^T over- or underflows float64."""
+        if not center:
+            _mean_term_check(self.n_samples, self.mean, self.mean)
         return float(np.trace(self.scatter) + (0.0 if center else self.n_samples * float(self.mean @ self.mean)))
 
     def spectrum(self, center: bool = False, m: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -400,14 +470,17 @@ class GramAccumulator(AccumulatorBase):
         xc = x - mean_b
         return n_b, mean_b, xc
 
-    def _combine(self, n_b: int, mean_b: Any, scatter_b: Any) -> None:
-        """Chan et al. pairwise update with a block of n_b samples, mean mean_b and centered scatter scatter_b."""
+    def _combine(self, n_b: int, mean_b: Any, scatter_b: Any, check: bool = True) -> None:
+        """Chan et al. pairwise update with a block of n_b samples, mean mean_b and centered scatter scatter_b
+        (``check``: refuse a merge term that over- or underflows, see :func:`_check_square_scale`)."""
         if self._mean is None:
             self._n, self._mean, self._scatter = n_b, mean_b, scatter_b
             return
         mean_b, scatter_b = _like(mean_b, self._mean), _like(scatter_b, self._mean)
         n_a, n = self._n, self._n + n_b
         delta = mean_b - self._mean
+        if check:
+            _check_square_scale(_max_abs(delta), "differences between batch means")
         self._scatter = self._scatter + scatter_b + (n_a * n_b / n) * _outer(delta, delta)
         self._mean = self._mean + delta * (n_b / n)
         self._n = n
@@ -421,10 +494,18 @@ class GramAccumulator(AccumulatorBase):
         self._add_block(x)
         return self
 
-    def _add_block(self, x: Any) -> None:
-        """Add a validated float64 block (no checks: internal fast path)."""
+    def _add_block(self, x: Any, check: bool = True) -> None:
+        """Add a float64 block (internal fast path: only the magnitude check of X^T X, skipped with
+        ``check=False`` by callers that diagnose NaN/Inf, over- and underflow from the result themselves)."""
         n_b, mean_b, xc = self._batch_moments(x)
-        self._combine(n_b, mean_b, xc.T @ xc)
+        if check:
+            _check_square_scale(_max_abs(xc))
+        self._combine(n_b, mean_b, xc.T @ xc, check)
+
+    def _check_delta(self, mean_b: Any) -> None:
+        """The magnitude check of the merge term (n_a n_b / n) delta delta^T, before anything is changed."""
+        if self._mean is not None:
+            _check_square_scale(_max_abs(_like(mean_b, self._mean) - self._mean), "differences between batch means")
 
     def merge(self, other: "GramAccumulator") -> "GramAccumulator":
         """Add the statistics of ``other`` into ``self`` (in place) and return ``self``."""
@@ -500,6 +581,7 @@ class CrossGramStats:
         """A_c^T B_c (d_a x d_b), centered or not."""
         if center:
             return self.cross_scatter
+        _mean_term_check(self.a.n_samples, self.a.mean, self.b.mean)
         return self.cross_scatter + self.a.n_samples * np.outer(self.a.mean, self.b.mean)
 
 
@@ -549,6 +631,10 @@ class CrossGramAccumulator(AccumulatorBase):
         self.b._check_width(int(xb.shape[1]), "b_batch")
         n_b, mean_a, xca = GramAccumulator._batch_moments(xa)
         _, mean_b, xcb = GramAccumulator._batch_moments(xb)
+        _check_square_scale(_max_abs(xca), "features (a_batch)")  # every check before the state changes
+        _check_square_scale(_max_abs(xcb), "features (b_batch)")
+        self.a._check_delta(mean_a)
+        self.b._check_delta(mean_b)
         n_old = self.n_samples
         if n_old:
             self._combine_cross(n_old, n_b, self.a._mean, self.b._mean, mean_a, mean_b, _cross(xca, xcb))
@@ -566,6 +652,8 @@ class CrossGramAccumulator(AccumulatorBase):
         if self._cross is not None:  # check both widths before touching anything
             self.a._check_width(other.a.n_features, "the merged accumulator's first set (A)")
             self.b._check_width(other.b.n_features, "the merged accumulator's second set (B)")
+            self.a._check_delta(other.a._mean)
+            self.b._check_delta(other.b._mean)
             self._combine_cross(self.n_samples, other.n_samples, self.a._mean, self.b._mean,
                                 other.a._mean, other.b._mean, other._cross)
         else:

@@ -52,9 +52,16 @@ smaller ones are reported as 0 and their vectors completed orthonormally
 Checks without extra passes: the value scans for NaN/Inf and all-zero input
 are not run up front on the fast routes; NaN/Inf propagate into every sum
 the route forms, and a non-finite Gram, kernel or Krylov image triggers the
-full diagnostic (how many, where the first is). Matrices whose squared norm
-lies outside [1e-250, 1e250] are refused with a message to rescale
-(P-vectors and angles are scale-invariant).
+full diagnostic (how many, where the first is).
+
+Scale: when the products of a route over- or underflow (a squared norm outside
+[1e-250, 1e250]), ``top_singular`` runs the route again on F times the exact power
+of two 2^-e that puts max|F| in [0.5, 1) (:func:`~deepspan.linalg.checks.scale_to_unit`)
+and multiplies the singular values back by 2^e (the total energy by 4^e); the
+vectors do not change. Only when ||F_c||_F^2 itself lies outside float64's normal
+range (about 2.2e-308 .. 1.8e308) is F refused, with a message to rescale
+(P-vectors and angles are scale-invariant). ``top_singular_both`` does not rescale:
+it refuses squared norms outside [1e-250, 1e250].
 
 ``auto`` picks by shape (see :func:`choose_method`) and the result's
 ``method`` says which route ran.
@@ -78,7 +85,14 @@ import scipy.linalg
 
 from deepspan.errors import ConvergenceWarning, InputError
 from deepspan.linalg.blocks import BLOCK_BYTES, block_cols, block_rows, col_blocks, row_blocks
-from deepspan.linalg.checks import _all_zero_message, _describe_nonfinite, as_feature_matrix, check_rank_request
+from deepspan.linalg.checks import (
+    _all_zero_message,
+    _describe_nonfinite,
+    as_feature_matrix,
+    check_rank_request,
+    scale_exponent,
+    times_power_of_two,
+)
 from deepspan.linalg.streaming import GramAccumulator, top_eigh
 
 __all__ = ["METHODS", "SingularTriplets", "top_singular", "top_singular_both", "choose_method", "orient_signs"]
@@ -242,6 +256,10 @@ class _RouteOut:
     converged: bool = True
 
 
+class _ProductOverflow(InputError):
+    """F is finite but a route's products overflow float64 (``top_singular`` then rescales F and retries)."""
+
+
 def _check_finite_result(F: np.ndarray, *arrays: np.ndarray) -> None:
     """Lazy NaN/Inf check: non-finite input always makes these sums non-finite.
 
@@ -254,7 +272,7 @@ def _check_finite_result(F: np.ndarray, *arrays: np.ndarray) -> None:
         return
     if not np.isfinite(F).all():
         raise InputError(_describe_nonfinite(F, "F"))
-    raise InputError(
+    raise _ProductOverflow(
         "F is finite but its products overflow float64 (values around 1e154 or larger); "
         "rescale the features, e.g. F / np.abs(F).max()."
     )
@@ -280,7 +298,7 @@ def _gram(F, k, n_values, center, **_):
     if center:  # per-block centered scatter merged exactly (Chan et al.): no cancellation
         acc = GramAccumulator()
         for _, B in row_blocks(F, rows):
-            acc._add_block(B)
+            acc._add_block(B, check=False)  # NaN/Inf and over/underflow: diagnosed from G below
         stats = acc.finalize()
         G, mean = stats.gram(True), stats.mean
     else:  # F^T F needs no centering: plain symmetric rank-k updates
@@ -579,9 +597,12 @@ def _krylov(F, k, n_values, center, *, tol, value_tol, seed, max_basis):
 
 
 
-def _finish(A: np.ndarray, out: "_RouteOut", route: str, k: int, center: bool, notes: list[str]) -> SingularTriplets:
-    """The common end of every route: scale checks, unresolved values, orthonormality, sign rule."""
-    _check_scale(A, out, center)
+def _finish(A: np.ndarray, out: "_RouteOut", route: str, k: int, center: bool, notes: list[str],
+            scale_checked: bool = False) -> SingularTriplets:
+    """The common end of every route: scale checks (unless ``scale_checked``: done by :func:`_rescaled`),
+    unresolved values, orthonormality, sign rule."""
+    if not scale_checked:
+        _check_scale(A, out, center)
     U, s, V = out.U, np.asarray(out.s, dtype=np.float64), out.V
     # Gram-type routes resolve sigma_j only down to ~sqrt(eps) sigma_1: below
     # that, the vectors are not determined and are completed orthonormally.
@@ -734,23 +755,75 @@ def top_singular(
         max_basis = max(32, min(n, d) // 13) if method == "auto" else 600
     opts = {"tol": tol, "value_tol": value_tol, "seed": seed, "max_basis": max_basis}
 
-    with np.errstate(all="ignore"):  # NaN/Inf and over/underflow are diagnosed below, by name
-        out = _ROUTES[route](A, k, n_values, center, **opts)
-    if not out.converged:
-        if method == "auto" and min(n, d) <= 2 * _MAX_GRAM_SIDE:
-            fallback = "gram" if d <= n else "kernel"
-            notes.append(f"krylov did not reach tol={tol:g} within {max_basis} basis vectors; used {fallback}")
-            spent = out.passes
-            with np.errstate(all="ignore"):
-                out = _ROUTES[fallback](A, k, n_values, center)
-            out.passes += spent
-            route = fallback
-        else:
-            warnings.warn(
-                f"krylov route did not reach tol={tol:g} within {max_basis} basis vectors "
-                f"(sigma_2/sigma_1 is probably close to 1); the result is approximate. Raise "
-                f"max_basis, loosen tol, or use method='gram'.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+    def run(M: np.ndarray) -> _RouteOut:
+        nonlocal route
+        with np.errstate(all="ignore"):  # NaN/Inf and over/underflow are diagnosed below, by name
+            out = _ROUTES[route](M, k, n_values, center, **opts)
+        if not out.converged:
+            if method == "auto" and min(n, d) <= 2 * _MAX_GRAM_SIDE:
+                fallback = "gram" if d <= n else "kernel"
+                notes.append(f"krylov did not reach tol={tol:g} within {max_basis} basis vectors; used {fallback}")
+                spent = out.passes
+                with np.errstate(all="ignore"):
+                    out = _ROUTES[fallback](M, k, n_values, center)
+                out.passes += spent
+                route = fallback
+            else:
+                warnings.warn(
+                    f"krylov route did not reach tol={tol:g} within {max_basis} basis vectors "
+                    f"(sigma_2/sigma_1 is probably close to 1); the result is approximate. Raise "
+                    f"max_basis, loosen tol, or use method='gram'.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+        return out
+
+    try:
+        out: _RouteOut | None = run(A)
+    except _ProductOverflow:
+        out = None
+    lo, hi = _ENERGY_RANGE
+    if out is None or not lo <= out.total <= hi:  # products over- or underflowed: again on F 2^-e
+        scaled = _rescaled(A, run, center, notes)
+        if scaled is not None:
+            return _finish(A, scaled, route, k, center, notes, scale_checked=True)
+        if out is None:  # pragma: no cover - max|F| in [0.5, 1) cannot overflow
+            raise InputError("F's products overflow float64; rescale it, e.g. F / np.abs(F).max().")
     return _finish(A, out, route, k, center, notes)
+
+
+#: float64's normal range: a squared norm ||F_c||_F^2 outside it cannot be represented with full precision.
+_REPRESENTABLE = (float(np.finfo(np.float64).tiny), float(np.finfo(np.float64).max))
+
+
+def _rescaled(A: np.ndarray, run: Callable[[np.ndarray], _RouteOut], center: bool,
+              notes: list[str]) -> _RouteOut | None:
+    """The route again on A 2^-e (e = :func:`~deepspan.linalg.checks.scale_exponent`, so max|A 2^-e| is in
+    [0.5, 1)), with the singular values and column means multiplied back by 2^e and the total energy by 4^e.
+
+    None when e = 0 (A is all zero, or already so scaled: rescaling cannot help). Raises
+    :class:`~deepspan.errors.InputError` when A is all zero or constant (checked on the scaled matrix), or when
+    ||A_c||_F^2 itself lies outside float64's normal range (it is part of the result).
+    """
+    e = scale_exponent(A)
+    if e == 0:
+        return None
+    As = times_power_of_two(A, -e)
+    out = run(As)
+    _check_scale(As, out, center)
+    total = float(times_power_of_two(out.total, 2 * e))
+    lo, hi = _REPRESENTABLE
+    if not lo <= total <= hi:
+        amax = float(times_power_of_two(max(float(As.max()), -float(As.min())), e))
+        log10 = math.log10(out.total) + 2 * e * math.log10(2.0)
+        raise InputError(
+            f"F's magnitude (max |F| = {amax:.3g}, ||F||^2 ~ 1e{log10:+.0f}) is outside the range where float64 "
+            f"can represent its squared norm and singular values ({lo:.3g} .. {hi:.3g}); rescale it, e.g. "
+            f"F / np.abs(F).max() (P-vectors and angles do not change under scaling)."
+        )
+    notes.append(f"F's products over- or underflow float64: computed on F * 2^{-e} (max |F| in [0.5, 1)), "
+                 f"singular values multiplied back by 2^{e}")
+    out.s = times_power_of_two(np.asarray(out.s, dtype=np.float64), e)
+    out.total = total
+    out.mean = None if out.mean is None else times_power_of_two(out.mean, e)
+    return out

@@ -36,7 +36,12 @@ of the same steps (:func:`apply_steps`), and ``deepspan.measures.compare.MEASURE
 factories, so every formula lives here once.
 
 This module also holds the input rules every two-sided measure shares: :func:`as_finite_matrix`
-and :func:`as_finite_pair` (finite float64 matrices on the same samples).
+and :func:`as_finite_pair` (finite float64 matrices on the same samples), and :func:`as_unit_matrix`,
+the start of every scale-invariant ``prepare`` here and in :mod:`~deepspan.measures.canonical` and
+:mod:`~deepspan.measures.shape`: X times an exact power of two 2^-e that puts max|X| in [0.5, 1)
+(:func:`~deepspan.linalg.checks.scale_to_unit`), so no product overflows or underflows and every
+measure gives the same value for c X as for X at any finite c > 0 (the absolute RBF bandwidth
+``sigma`` is scaled by the same 2^-e, which leaves the kernel unchanged).
 """
 
 from __future__ import annotations
@@ -50,12 +55,19 @@ from typing import Any
 import numpy as np
 
 from deepspan.errors import InputError
-from deepspan.linalg.checks import as_feature_matrix, check_same_samples
-from deepspan.linalg.streaming import CrossGramStats
+from deepspan.linalg.checks import (
+    as_feature_matrix,
+    check_same_samples,
+    scale_exponent,
+    scale_to_unit,
+    times_power_of_two,
+)
+from deepspan.linalg.streaming import CrossGramStats, GramStats
 
 __all__ = [
     "as_finite_matrix",
     "as_finite_pair",
+    "as_unit_matrix",
     "apply_steps",
     "Steps",
     "CenteredFeatures",
@@ -92,6 +104,17 @@ def as_finite_matrix(X: Any, name: str = "X") -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
+def as_unit_matrix(X: Any, name: str = "X") -> np.ndarray:
+    """:func:`as_finite_matrix`, times the exact power of two 2^-e that puts max|X| in [0.5, 1).
+
+    The rescaling rule of :func:`~deepspan.linalg.checks.scale_to_unit`, applied at the start of every
+    scale-invariant ``prepare``: the value is then the same for c X as for X at any finite c > 0 (a power
+    of two does not round), and Gram matrices, norms and kernels stay far from over- and underflow.
+    An all-zero matrix is returned as it is.
+    """
+    return scale_to_unit(as_finite_matrix(X, name))[0]
+
+
 def as_finite_pair(X: Any, Y: Any, *, names: tuple[str, str] = ("X", "Y"),
                    what: str = "this measure") -> tuple[np.ndarray, np.ndarray]:
     """Both sides through :func:`as_finite_matrix`, then the shared same-samples check.
@@ -113,7 +136,9 @@ def apply_steps(steps: Steps, X: Any, Y: Any, *, names: tuple[str, str] = ("X", 
 
 
 def _constant(A: np.ndarray) -> bool:
-    """All rows equal up to rounding: the centered matrix is within 1e-12 (relative) of zero."""
+    """All rows equal up to rounding: the centered matrix is within 1e-12 (relative) of zero.
+
+    Scale-free for inputs of :func:`as_unit_matrix` (max|A| in [0.5, 1), so the 1e-300 floor never acts)."""
     Ac = A - A.mean(0)
     return float(np.einsum("ij,ij->", Ac, Ac)) <= 1e-24 * max(float(np.einsum("ij,ij->", A, A)), 1e-300)
 
@@ -136,7 +161,7 @@ class CenteredFeatures:
 
 
 def _prepare_linear(X: Any) -> CenteredFeatures:
-    A = as_finite_matrix(X)
+    A = as_unit_matrix(X)
     Ac = A - A.mean(0)
     return CenteredFeatures(Ac, float(np.linalg.norm(Ac.T @ Ac)))
 
@@ -169,7 +194,7 @@ def _center_gram(K: np.ndarray) -> np.ndarray:
 
 def linear_cka_gram(X: Any, Y: Any) -> float:
     """Linear CKA, Gram-space form <HKH, HLH> / (||HKH|| ||HLH||) with K = X X^T (O(n^2)); the reference route."""
-    A, B = as_finite_pair(X, Y, what="linear CKA")
+    A, B = (scale_to_unit(M)[0] for M in as_finite_pair(X, Y, what="linear CKA"))
     K, L = _center_gram(A @ A.T), _center_gram(B @ B.T)
     return _ratio(float((K * L).sum()), float((K * K).sum()) * float((L * L).sum()))
 
@@ -192,7 +217,7 @@ def _need_four(n: int) -> None:
 
 def debiased_linear_cka_gram(X: Any, Y: Any) -> float:
     """Debiased linear CKA from the unbiased HSIC on n x n Gram matrices (Song et al. 2012); the reference route."""
-    A, B = as_finite_pair(X, Y, what="debiased CKA")
+    A, B = (scale_to_unit(M)[0] for M in as_finite_pair(X, Y, what="debiased CKA"))
     _need_four(A.shape[0])
     if _constant(A) or _constant(B):
         return 0.0
@@ -226,7 +251,7 @@ def _hsic_u(a: DebiasedFeatures, b: DebiasedFeatures) -> float:
 
 
 def _prepare_debiased(X: Any) -> DebiasedFeatures:
-    A = as_finite_matrix(X)
+    A = as_unit_matrix(X)
     n = A.shape[0]
     _need_four(n)
     if _constant(A):
@@ -288,12 +313,17 @@ def _rbf_gram(A: np.ndarray, sigma: float | None, sigma_fraction: float | None) 
             med = float(np.median(pos))
         s2 = sigma_fraction**2 * med
     else:
-        s2 = float(sigma) ** 2
-    return np.exp(-d2 / (2.0 * s2))
+        with np.errstate(over="ignore", under="ignore"):  # an extreme sigma against the data: inf or 0
+            s2 = float(np.float64(sigma) ** 2)
+    # d2 / (2 s2), with 0 on the diagonal (and wherever rows coincide) even when s2 under- or overflows
+    with np.errstate(over="ignore", divide="ignore"):
+        return np.exp(-np.divide(d2, 2.0 * s2, out=np.zeros_like(d2), where=d2 > 0))
 
 
 def _prepare_rbf(X: Any, *, sigma: float | None, sigma_fraction: float | None) -> CenteredKernel:
-    K = _center_gram(_rbf_gram(as_finite_matrix(X), sigma, sigma_fraction))
+    A, e = scale_to_unit(as_finite_matrix(X))  # an absolute sigma scales with X: the kernel is unchanged
+    K = _center_gram(_rbf_gram(A, None if sigma is None else float(times_power_of_two(float(sigma), -e)),
+                               sigma_fraction))
     return CenteredKernel(K, float((K * K).sum()))
 
 
@@ -335,19 +365,29 @@ def linear_cka_from_stats(stats: CrossGramStats) -> float:
     (:meth:`~deepspan.linalg.CrossGramAccumulator.finalize`); equal to :func:`linear_cka` on the
     data (Kornblith et al. 2019). A side whose centered scatter is within 1e-12 (relative) of zero
     is constant: CKA 0 (the stated rule; merging batch means leaves rounding residue that CKA's
-    scale invariance would magnify).
+    scale invariance would magnify). Each side's statistics are first divided by an exact power of
+    two 4^k (2^k about its largest |mean| or sqrt(S_jj); S_xy by 2^(k_x + k_y)), so the fourth powers
+    in the formula neither overflow nor underflow: the value is the same at every feature scale.
     """
     if not isinstance(stats, CrossGramStats):
         raise InputError(
             f"linear_cka_from_stats needs CrossGramStats (from CrossGramAccumulator.finalize()), "
             f"got {type(stats).__name__}."
         )
-    for side in (stats.a, stats.b):
-        if np.trace(side.scatter) <= 1e-24 * max(side.total_energy(False), 1e-300):
+    (Sxx, ex, kx), (Syy, ey, ky) = _unit_scatter(stats.a), _unit_scatter(stats.b)
+    for S, energy in ((Sxx, ex), (Syy, ey)):
+        if np.trace(S) <= 1e-24 * max(energy, 1e-300):
             return 0.0
-    Sxy = stats.cross_gram(True)
-    Sxx, Syy = stats.a.gram(True), stats.b.gram(True)
+    Sxy = times_power_of_two(stats.cross_gram(True), -(kx + ky))
     return _ratio(float(np.linalg.norm(Sxy) ** 2), float(np.linalg.norm(Sxx) ** 2) * float(np.linalg.norm(Syy) ** 2))
+
+
+def _unit_scatter(side: GramStats) -> tuple[np.ndarray, float, int]:
+    """(S 4^-k, ||F||_F^2 4^-k, k) for one side's statistics, with 2^k about the larger of max|mu| and
+    sqrt(max S_jj): the centered scatter and the uncentered energy brought near 1 by an exact power of two."""
+    k = max(scale_exponent(side.mean), (scale_exponent(side.scatter) + 1) // 2)
+    S, mu = times_power_of_two(side.scatter, -2 * k), times_power_of_two(side.mean, -k)
+    return S, float(np.trace(S)) + side.n_samples * float(mu @ mu), k
 
 
 def cka(X: Any, Y: Any, kernel: str = "linear", debiased: bool = False, **kwargs: Any) -> float:

@@ -24,10 +24,20 @@ then :func:`neural_collapse_from_stats`. NC4 needs the class means before it
 can classify a sample, so it takes a second pass given those means (as
 rhubarbwu/neural-collapse does): :class:`NC4Accumulator` then
 :func:`nc4_from_stats`, or ``neural_collapse_from_stats(stats, nc4=...)``.
+
+Scale: NC1-NC4 do not depend on the scale of the features (nor NC3 on that of W). The dense
+:func:`neural_collapse` multiplies the features by the exact power of two that puts their largest
+|value| in [0.5, 1) (:func:`~deepspan.linalg.checks.scale_to_unit`) before any product, so it works
+at every finite scale; :func:`neural_collapse_from_stats` divides the class statistics by a power of
+two (and W by its own), and :class:`NC4Accumulator` compares distances in units of a power of two
+near its largest class mean. The streamed class statistics themselves must fit float64:
+:class:`~deepspan.linalg.ClassStatsAccumulator` refuses features whose scatter would over- or
+underflow, with a message to rescale.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -35,7 +45,14 @@ from typing import Any
 import numpy as np
 
 from deepspan.errors import InputError
-from deepspan.linalg.checks import as_feature_matrix, check_same_samples, to_numpy
+from deepspan.linalg.checks import (
+    as_feature_matrix,
+    check_same_samples,
+    scale_exponent,
+    scale_to_unit,
+    times_power_of_two,
+    to_numpy,
+)
 from deepspan.linalg.streaming import AccumulatorBase, ClassStats, ClassStatsAccumulator, prepare_batch
 
 __all__ = [
@@ -136,7 +153,11 @@ class NC4Accumulator(AccumulatorBase):
         if len(np.unique(cls)) != len(cls):
             raise InputError(f"classes {cls.tolist()} repeat a label; pass one label per class mean.")
         self._classes, self._means = cls, M
-        self._sq = (M * M).sum(1)
+        # distances in units of 2^e (e: the exponent of the largest |mean|): no square over- or underflows,
+        # and the nearest centre is the same (a power of two scales every distance alike, exactly)
+        self._e = scale_exponent(M)
+        self._Ms = times_power_of_two(M, -self._e)
+        self._sq = (self._Ms * self._Ms).sum(1)
         self._n = 0
         self._agree = 0
         self._device_means: tuple[Any, Any, Any] | None = None  # (device, means, squared norms) for torch batches
@@ -167,11 +188,13 @@ class NC4Accumulator(AccumulatorBase):
             import torch
 
             if self._device_means is None or self._device_means[0] != x.device:
-                self._device_means = (x.device, torch.as_tensor(self._means, device=x.device),
+                self._device_means = (x.device, torch.as_tensor(self._Ms, device=x.device),
                                       torch.as_tensor(self._sq, device=x.device))
             _, Mt, sq = self._device_means
-            return (sq[None, :] - 2 * x @ Mt.T).argmin(1).cpu().numpy()
-        return (self._sq[None, :] - 2 * x @ self._means.T).argmin(1)
+            h = self._e // 2  # two power-of-two factors, each a representable float64
+            xs = x * math.ldexp(1.0, -h) * math.ldexp(1.0, h - self._e)
+            return (sq[None, :] - 2 * xs @ Mt.T).argmin(1).cpu().numpy()
+        return (self._sq[None, :] - 2 * times_power_of_two(x, -self._e) @ self._Ms.T).argmin(1)
 
     def update(self, Phi: Any, predictions: Any) -> "NC4Accumulator":
         """Add a batch: features (n_b x p, numpy or torch) and the network's predictions (labels or logits)."""
@@ -273,6 +296,10 @@ def neural_collapse_from_stats(stats: ClassStats, *, W: Any = None, nc4: NC4Stat
     mu_g = stats.global_mean
     M = (stats.means - mu_g).T  # p x C
     sigma_w = stats.within_scatter / n
+    # every NC value is scale-free: M / 2^k and Sigma_W / 4^k (2^k about max(|M|, sqrt|Sigma_W|)) keep the
+    # products below (Sigma_B, its pseudo-inverse, M^T M) far from over- and underflow
+    k = max(scale_exponent(M), (scale_exponent(sigma_w) + 1) // 2)
+    M, sigma_w = times_power_of_two(M, -k), times_power_of_two(sigma_w, -2 * k)
     sigma_b = M @ M.T / C
     nc1 = float(np.trace(sigma_w @ np.linalg.pinv(sigma_b, rcond=1e-10, hermitian=True)) / C)
     norms = np.linalg.norm(M, axis=0)
@@ -286,6 +313,8 @@ def neural_collapse_from_stats(stats: ClassStats, *, W: Any = None, nc4: NC4Stat
     nc3 = None
     if W is not None:
         Wm = np.asarray(to_numpy(W), dtype=np.float64)
+        if np.isfinite(Wm).all():
+            Wm = scale_to_unit(Wm)[0]  # NC3 uses W / ||W||_F only: ||W||_F must not overflow
         cls = stats.classes
         if Wm.ndim == 2 and Wm.shape[0] > C and Wm.shape[1] == p and cls.dtype.kind in "iu" and cls.max() < len(Wm):
             Wm = Wm[cls]  # a classifier over more classes than the data holds: its rows for the present ones
@@ -332,7 +361,7 @@ def neural_collapse(
                 "over the features and predictions, then call neural_collapse_from_stats(stats, nc4=acc.finalize())."
             )
         return neural_collapse_from_stats(Phi_or_stats, W=W)
-    H = np.asarray(as_feature_matrix(Phi_or_stats, "Phi"), dtype=np.float64)
+    H = scale_to_unit(np.asarray(as_feature_matrix(Phi_or_stats, "Phi"), dtype=np.float64))[0]  # NC1-4 scale-free
     if labels is None:
         raise InputError("labels are needed with features (one integer class per row).")
     lab = np.asarray(to_numpy(labels)).reshape(-1)

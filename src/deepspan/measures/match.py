@@ -49,8 +49,14 @@ cut): distances are accurate to ~1e-7 for well-separated neurons and degrade
 for spans of nearly parallel neurons (d^2 off by ~1e-7 at delta = 1e-4; at
 delta ~ 1e-5 small distances are not resolved). Least squares on the raw
 activations (``relative_distance``) is the accurate, slow route. Comparisons are ``d <= eps + atol`` with
-``atol = 1e-6`` by default, which is what makes eps = 0 meaningful. Neurons with norm <= 1e-16 ("dead") are never matched but count
-in the similarity's denominator; ``active_similarity`` leaves them out.
+``atol = 1e-6`` by default, which is what makes eps = 0 meaningful. Neurons with norm <= 1e-16 times the
+largest neuron norm of their side ("dead"; exactly the all-zero ones for ordinary activations) are never
+matched but count in the similarity's denominator; ``active_similarity`` leaves them out.
+
+Scale. Relative distances do not depend on the scale of either side, and neither does anything here:
+:func:`match_side` multiplies each side by the exact power of two that puts its largest |activation|
+in [0.5, 1) (:func:`~deepspan.linalg.checks.scale_to_unit`), so the Gram matrix neither overflows nor
+underflows, and the dead-neuron rule is relative to each side's own scale.
 
 Prepare + pair (DESIGN.md). :func:`match_side` is the per-network step (the float64
 activations, their squared norms and, on first use, their Gram matrix); :func:`match_pair`
@@ -74,7 +80,7 @@ import scipy.linalg
 from scipy.linalg.lapack import dpstrf
 
 from deepspan.errors import InputError, SampleMismatchError, TrivialSpanWarning
-from deepspan.linalg.checks import check_same_samples, to_numpy
+from deepspan.linalg.checks import check_same_samples, scale_to_unit, to_numpy
 
 __all__ = [
     "DEAD_NORM",
@@ -101,7 +107,8 @@ __all__ = [
     "layer_match_similarity",
 ]
 
-#: Neurons whose activation vector has norm <= DEAD_NORM are dead: never matched.
+#: Neurons whose activation vector has norm <= DEAD_NORM times the largest neuron norm of their side are
+#: dead: never matched (a relative rule, so the match does not depend on the scale of the activations).
 DEAD_NORM = 1e-16
 #: Pivoted Cholesky of a span's Gram matrix stops when every remaining neuron's squared distance to
 #: the basis is below RANK_CUT * (largest squared norm): neurons within ~1e-6 (relative) of the
@@ -204,8 +211,10 @@ class MatchSide:
 
 
 def match_side(X: Any, name: str = "A") -> MatchSide:
-    """The prepare step of the subspace match: validate X (N samples x neurons, finite, real) as side ``name``."""
-    return MatchSide(_activations(X, name))
+    """The prepare step of the subspace match: validate X (N samples x neurons, finite, real) as side ``name``,
+    then multiply it by the exact power of two that puts its largest |activation| in [0.5, 1) (relative
+    distances are scale-free; the Gram matrix then neither overflows nor underflows)."""
+    return MatchSide(scale_to_unit(_activations(X, name))[0])
 
 
 class MatchGram:
@@ -229,7 +238,9 @@ class MatchGram:
         self.n_samples = n_samples
         self.atol = float(atol)
         norms2 = np.diag(G).copy()
-        self.alive = norms2 > DEAD_NORM**2
+        # dead: norm <= DEAD_NORM x the largest neuron norm of the same side (relative, so scale-free)
+        top = np.repeat([norms2[: self.n_a].max(), norms2[self.n_a :].max()], [self.n_a, self.n_b])
+        self.alive = norms2 > DEAD_NORM**2 * top
         # relative distances do not depend on the neurons' scales: work with unit-norm neurons
         # (G_ij / (|z_i| |z_j|)), so the rank cut-off is relative to each neuron, not to the largest
         inv = np.where(self.alive, 1.0 / np.sqrt(np.where(self.alive, norms2, 1.0)), 0.0)
@@ -463,13 +474,15 @@ class MatchGram:
 def relative_distance(z: Any, S: Any) -> float:
     """||z - Proj_span(S) z|| / ||z|| for a vector z in R^N and neurons S (N x k), by least squares.
 
-    The definition route (numpy.linalg.lstsq); an empty S gives 1.
+    The definition route (numpy.linalg.lstsq); an empty S gives 1. z and S are each first multiplied by
+    the exact power of two that puts their largest |entry| in [0.5, 1) (the distance is scale-free), so
+    only the zero vector is a dead z.
     """
-    z = np.asarray(to_numpy(z), dtype=np.float64).reshape(-1)
+    z = scale_to_unit(np.asarray(to_numpy(z), dtype=np.float64).reshape(-1))[0]
     nz = np.linalg.norm(z)
     if nz <= DEAD_NORM:
         raise InputError("z is a dead (zero) neuron; its relative distance is undefined.")
-    S = np.asarray(to_numpy(S), dtype=np.float64)
+    S = scale_to_unit(np.asarray(to_numpy(S), dtype=np.float64))[0]
     if S.ndim == 1:
         S = S[:, None]
     check_same_samples(len(z), S.shape[0], names=("z", "S"), what="a relative distance in sample space")

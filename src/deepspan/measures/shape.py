@@ -14,7 +14,9 @@ stated values are sqrt(2) and 90 degrees.
 Prepare + pair (DESIGN.md): ``procrustes_steps()`` and ``shape_angle_steps()`` return
 ``(prepare, pair)``; prepare centers and normalises one network's features once
 (:class:`UnitShape`), pair takes the nuclear norm of X^T Y. The public functions and the
-``MEASURES`` entries are the same two steps.
+``MEASURES`` entries are the same two steps. Prepare starts from
+:func:`~deepspan.measures.alignment.as_unit_matrix` (X times the exact power of two that puts max|X|
+in [0.5, 1)), so ||X_c||_F never over- or underflows and the values are the same at any feature scale.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from deepspan.linalg.checks import check_same_samples
-from deepspan.measures.alignment import Steps, apply_steps, as_finite_matrix
+from deepspan.measures.alignment import Steps, apply_steps, as_unit_matrix
 
 __all__ = ["UnitShape", "procrustes", "shape_angle", "procrustes_steps", "shape_angle_steps"]
 
@@ -39,7 +41,7 @@ class UnitShape:
 
 
 def _prepare_shape(X: Any) -> UnitShape:
-    A = as_finite_matrix(X)
+    A = as_unit_matrix(X)
     Ac = A - A.mean(0)
     n = np.linalg.norm(Ac)
     return UnitShape(Ac / n if n > 0 else None, int(A.shape[0]))

@@ -38,6 +38,17 @@ Centering (``center``) removes the column means of F first (the targets are
 then centered too, so Pi* can still reach 1); ``bias=True`` appends a
 constant feature so the last layer's bias lies in the span. Defaults follow
 the paper: uncentered, no constant feature.
+
+Scale: multiplying the features by c > 0 multiplies every rho_k by c^2 and leaves the
+eigenfunctions, Q*, Q, Pi*, Pi, d_eff and the regime unchanged (without ``bias``; the
+constant feature does not scale). The dense route decomposes F times the exact power of two
+2^-e that puts max(|F|, and 1 with ``bias``) in [0.5, 1), then multiplies the eigenvalues back
+by 4^e, so the invariant outputs are the same for c F as for F and rho scales by exactly c^2;
+when the kept rho_k fall outside float64's normal range (features of magnitude beyond about
+1e+-150), it raises :class:`~deepspan.errors.InputError` asking to rescale the features rather
+than return inf or 0. Targets and outputs are likewise scaled by their own power of two
+(Q* and Q do not depend on it). The streamed statistics must fit float64
+(:class:`~deepspan.linalg.CrossGramAccumulator` refuses features that over- or underflow).
 """
 
 from __future__ import annotations
@@ -46,11 +57,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import math
+
 import numpy as np
 import scipy.linalg
 
 from deepspan.errors import InputError
-from deepspan.linalg.checks import as_feature_matrix, to_numpy
+from deepspan.linalg.checks import as_feature_matrix, scale_exponent, scale_to_unit, times_power_of_two, to_numpy
 from deepspan.linalg.streaming import STATE_VERSION, AccumulatorBase, CrossGramAccumulator, CrossGramStats
 
 __all__ = [
@@ -202,6 +215,25 @@ def _check_rank(n_components: int) -> None:
         raise InputError("the features span nothing (all zero, or constant when centered); there is no spectrum.")
 
 
+def _eigenvalues_back(lam: np.ndarray, e: int, n: int) -> np.ndarray:
+    """lam * 4^e (the eigenvalues of the unscaled F^T F), refused when some rho = lam / n is not a normal float64."""
+    out = times_power_of_two(lam, 2 * e)
+    lo, hi = np.finfo(np.float64).tiny, np.finfo(np.float64).max / max(len(lam), 1)
+    with np.errstate(over="ignore", under="ignore"):
+        rho = out / n
+    if (rho >= lo).all() and (rho <= hi).all():
+        return out
+    top = math.log10(float(lam[0]) / n) + 2 * e * math.log10(2.0)
+    bottom = math.log10(float(lam[-1]) / n) + 2 * e * math.log10(2.0)
+    what = "overflow" if top > 0 else "underflow"
+    raise InputError(
+        f"the feature-map eigenvalues rho_k = s_k^2 / n (about 1e{bottom:+.0f} .. 1e{top:+.0f}) scale with the square "
+        f"of the features and {what} float64 for features of magnitude ~1e{(e - 1) * math.log10(2.0):+.0f}; rescale "
+        f"the features (e.g. divide by their largest absolute value): the eigenfunctions, Q*, Pi* and the regime do "
+        f"not change, and rho scales by the square of the factor."
+    )
+
+
 def _check_c(C: int, p: int, bias: bool) -> None:
     if C > p:
         raise InputError(
@@ -232,27 +264,33 @@ def feature_spectrum(
     F = np.asarray(as_feature_matrix(Phi, "Phi"), dtype=np.float64)
     n, p = F.shape
     Y, classification = targets_matrix(y, n, n_classes)
+    Y = scale_to_unit(Y)[0]  # Q* is scale-free in the targets
+    # decompose [F | 1] times 2^-e, max(|F|, 1 with bias) in [0.5, 1) (module docstring, "Scale")
+    e = max(scale_exponent(F), 1) if bias else scale_exponent(F)
+    F = times_power_of_two(F, -e)
     mean = F.mean(0)
     if center:
         F = F - mean
         Y = Y - Y.mean(0)
     if bias:
-        F = np.hstack([F, np.ones((n, 1))])
+        F = np.hstack([F, np.full((n, 1), np.ldexp(1.0, -e))])
     _check_c(Y.shape[1], F.shape[1], bias)
     U, s, Vt = scipy.linalg.svd(F, full_matrices=False, check_finite=False)
     keep = s**2 > RANK_CUT * s[0] ** 2 if s[0] > 0 else np.zeros(len(s), dtype=bool)
     _check_rank(int(keep.sum()))
     U, s, V = U[:, keep], s[keep], Vt[keep].T
+    lam = _eigenvalues_back(s**2, e, n)
     UtF = f_sq = None
     if outputs is not None:
         f = np.asarray(as_feature_matrix(outputs, "outputs"), dtype=np.float64)
         if f.shape[0] != n:
             raise InputError(f"outputs have {f.shape[0]} rows for {n} samples.")
+        f = scale_to_unit(f)[0]  # Q is scale-free in the outputs
         if center:
             f = f - f.mean(0)
         UtF, f_sq = (U.T @ f), float((f * f).sum())
-    return _assemble(s**2, V, U.T @ Y, float((Y * Y).sum()), UtF, f_sq, n, Y.shape[1], mean, center, bias,
-                     classification, "svd", U, mf_pi, mf_gap, ef_factor)
+    return _assemble(lam, V, U.T @ Y, float((Y * Y).sum()), UtF, f_sq, n, Y.shape[1], times_power_of_two(mean, e),
+                     center, bias, classification, "svd", U, mf_pi, mf_gap, ef_factor)
 
 
 @dataclass(frozen=True)

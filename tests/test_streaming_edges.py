@@ -64,3 +64,37 @@ def test_cli_pvector_edges(tmp_path):
     r = run.invoke(main, ["track", "m:f", str(tmp_path / "ok.npy"), "--layer", "x", "--out", str(tmp_path / "o"),
                           "--k", "0"])
     assert r.exit_code == 2 and "Invalid value for '--k'" in r.output, r.output
+
+
+# --- principal angles: k beyond the rank -------------------------------------------------------------
+
+
+def _rank3_and_full(seed=0):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((50, 3))
+    X = np.column_stack([A, A @ rng.standard_normal((3, 4))])  # width 7, rank 3
+    return X, rng.standard_normal((50, 7))
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_principal_angles_refuse_k_beyond_the_rank_and_name_it(center):
+    from deepspan.measures.pvector import principal_angles
+
+    X, Y = _rank3_and_full()
+    assert principal_angles(X, Y, 3, center=center).shape == (3,)
+    for k in (4, 7):
+        with pytest.raises(InputError, match=rf"A has numerical rank 3{' after centering' if center else ''}, "
+                                             rf"below k={k}.*Ask for k <= 3"):
+            principal_angles(X, Y, k, center=center)
+        with pytest.raises(InputError, match=r"B has numerical rank 3"):
+            principal_angles(Y, X, k, center=center)
+
+
+def test_mean_principal_angle_caps_k_at_each_sides_rank():
+    from deepspan.measures.pvector import mean_principal_angle, principal_angles
+
+    X, Y = _rank3_and_full()
+    # capped at rank 3: the mean over the three determined angles, the same as asking for k = 3
+    assert mean_principal_angle(X, Y, 5) == pytest.approx(float(np.mean(principal_angles(X, Y, 3))), abs=1e-9)
+    assert mean_principal_angle(X, X, 7) == pytest.approx(0.0, abs=1e-6)
+    assert deepspan.MEASURES["principal_angle"](X, Y) == pytest.approx(mean_principal_angle(X, Y, 5), abs=1e-9)

@@ -11,7 +11,7 @@ from deepspan.measures.alignment import (
     linear_cka_gram,
     rbf_cka,
 )
-from deepspan.measures.canonical import canonical_correlations, cca, cca_mean_sq, pwcca, svcca
+from deepspan.measures.canonical import canonical_correlations, cca, cca_mean_sq, pwcca, pwcca_centered, svcca
 from deepspan.measures.shape import procrustes, shape_angle
 from deepspan.measures.compare import DEFAULT_MEASURES, MEASURES, MeasureSpec, compare, compare_many
 from deepspan.measures.collapse import (
@@ -72,6 +72,7 @@ __all__ = [
     "canonical_correlations",
     "svcca",
     "pwcca",
+    "pwcca_centered",
     "procrustes",
     "shape_angle",
     "compare",

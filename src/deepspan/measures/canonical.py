@@ -15,15 +15,20 @@ side by SVD to its top ``dims`` directions, or to the fewest that keep
 ``variance`` of its variance (default 0.99), then mean canonical correlation.
 
 PWCCA (Morcos, Raghu, Bengio, NeurIPS 2018): the canonical correlations
-weighted by how much of X's neurons each canonical variate h_i = X w_i
-accounts for: alpha_i proportional to sum_j |<h_i, x_j>|, normalised to sum
-to 1; PWCCA = sum_i alpha_i rho_i (X is the reference side; not symmetric).
+weighted by how much of one side's neurons each canonical direction accounts for:
+alpha_i proportional to sum_j |<h_i, x_j>|, normalised to sum to 1; PWCCA = sum_i alpha_i rho_i
+(not symmetric). ``pwcca`` follows the authors' published code (the side with fewer neurons,
+directions with the neuron means added back, raw activations); ``pwcca_centered`` is the centered
+form of the paper's words, with X as the weighting side.
 
 Prepare + pair (DESIGN.md). The steps factories ``cca_steps(center, rank_tol)``,
-``cca_mean_sq_steps(center, rank_tol)``, ``svcca_steps(dims, variance)`` and ``pwcca_steps(rank_tol)``
+``cca_mean_sq_steps(center, rank_tol)``, ``svcca_steps(dims, variance)``, ``pwcca_steps(rank_tol)`` and
+``pwcca_centered_steps(rank_tol)``
 return ``(prepare, pair)``: prepare computes one network's orthonormal basis (after centering and,
 for SVCCA, the SVD reduction), pair the singular values of Q_x^T Q_y and their summary. The public
 functions are ``pair(prepare(X), prepare(Y))`` of the same steps, and so are the ``MEASURES`` entries.
+The CCA and SVCCA prepares start from :func:`~deepspan.measures.alignment.as_unit_matrix` (X times
+the exact power of two that puts max|X| in [0.5, 1)), so their values are the same at any feature scale.
 
 Procrustes and the angular shape metric live in :mod:`deepspan.measures.shape`.
 """
@@ -39,22 +44,25 @@ import scipy.linalg
 
 from deepspan.errors import InputError
 from deepspan.linalg.checks import check_same_samples
-from deepspan.measures.alignment import Steps, apply_steps, as_finite_matrix
+from deepspan.measures.alignment import Steps, apply_steps, as_unit_matrix
 
 __all__ = [
     "RANK_TOL",
     "SpanBasis",
     "ReducedBasis",
     "WeightedBasis",
+    "ProjectionSide",
     "canonical_correlations",
     "cca",
     "cca_mean_sq",
     "svcca",
     "pwcca",
+    "pwcca_centered",
     "cca_steps",
     "cca_mean_sq_steps",
     "svcca_steps",
     "pwcca_steps",
+    "pwcca_centered_steps",
 ]
 
 #: Singular values below rank_tol * s_max are dropped when forming a basis.
@@ -98,7 +106,7 @@ class SpanBasis:
 
 
 def _prepare_basis(X: Any, *, center: bool, rank_tol: float) -> SpanBasis:
-    A = as_finite_matrix(X)
+    A = as_unit_matrix(X)
     if center:
         A = A - A.mean(0)
     return SpanBasis(_basis(A, rank_tol)[0], bool(center))
@@ -179,7 +187,7 @@ def _reduce(A: np.ndarray, dims: int | None, variance: float | None) -> np.ndarr
 
 
 def _prepare_svcca(X: Any, *, dims: int | None, variance: float | None) -> ReducedBasis:
-    A = as_finite_matrix(X)
+    A = as_unit_matrix(X)  # the variance fractions use s^2, which over- or underflows at extreme scales
     R = _reduce(A - A.mean(0), dims, variance)
     return ReducedBasis(_basis(R, RANK_TOL)[0], int(R.shape[1]))
 
@@ -215,10 +223,107 @@ def svcca(X: Any, Y: Any, dims: int | None = None, variance: float | None = 0.99
     return apply_steps(svcca_steps(dims, variance), X, Y, what="SVCCA")
 
 
-# ------------------------------------------------------------------ PWCCA
+# ------------------------------------------------------------------ PWCCA (the published code's rule)
+@dataclass(frozen=True, eq=False)
+class ProjectionSide:
+    """Per-network statistics of PWCCA as Morcos et al.'s code computes it: the raw activations A,
+    their neuron means m, the centered A_c and the symmetric whitening basis Z = U_r V_r^T of A_c
+    (A_c = U S V^T; Z^T Z' equals the code's Sigma_xx^{-1/2} Sigma_xy Sigma_yy^{-1/2}).
+
+    A is first multiplied by the exact power of two that puts max|A| in [0.5, 1) (``as_unit_matrix``):
+    PWCCA is invariant to that factor, and the products below then stay in range for any finite scale
+    of the features."""
+
+    A: np.ndarray
+    mean: np.ndarray
+    Ac: np.ndarray
+    Z: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.A.shape[0])
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.A.shape[1])
+
+
+def _prepare_pwcca(X: Any, *, rank_tol: float) -> ProjectionSide:
+    A = as_unit_matrix(X)  # max|A| in [0.5, 1) by an exact power of two: the same value at any feature scale
+    mean = A.mean(0)
+    Ac = A - mean
+    # The code's remove_small step drops neurons whose variance is below its epsilon; here a neuron is
+    # dropped when its centered norm is at most rank_tol times the largest one (dead or constant neurons).
+    norms = np.sqrt(np.einsum("ij,ij->j", Ac, Ac))
+    keep = norms > rank_tol * norms.max() if norms.size and norms.max() > 0 else np.zeros(norms.size, bool)
+    A, mean, Ac = A[:, keep], mean[keep], Ac[:, keep]
+    U, _, V = _basis(Ac, rank_tol)
+    return ProjectionSide(A, mean, Ac, U @ V.T)
+
+
+def _pair_pwcca(a: ProjectionSide, b: ProjectionSide) -> float:
+    check_same_samples(a.n_samples, b.n_samples, names=("X", "Y"), what="PWCCA")
+    if a.n_neurons == 0 or b.n_neurons == 0:
+        return 0.0
+    # The code weights by the side with fewer neurons (X on a tie); its directions are the whitened
+    # left singular vectors applied to the centered activations, with each neuron's mean added back.
+    # The mean term makes each direction's sign matter, so the SVD is taken with the weighting side
+    # on the left, as the code does (its singular vectors, with LAPACK's signs).
+    side, other = (a, b) if a.n_neurons <= b.n_neurons else (b, a)
+    dirs, rho, _ = np.linalg.svd(side.Z.T @ other.Z, full_matrices=True)
+    # With N <= neurons (the code asserts N > neurons) only the first N directions get a weight; the
+    # correlations beyond the rank, which are 0, are the ones left out (our rule).
+    k = min(rho.size, side.n_samples)
+    rho = np.clip(rho[:k], 0.0, 1.0)
+    D = side.Ac @ dirs[:, :k] + side.mean[:k]
+    P, _ = np.linalg.qr(D)
+    weights = np.abs(P.T @ side.A).sum(1)
+    total = float(weights.sum())
+    if total <= 0:
+        return 0.0
+    return float(weights @ rho / total)
+
+
+def pwcca_steps(rank_tol: float = RANK_TOL) -> Steps:
+    """PWCCA as (prepare, pair), the rule of Morcos et al.'s published code (google/svcca, pwcca.py):
+    weights from the side with fewer neurons, alpha_i ~ sum_j |<p_i, x_j>| over its raw activations x_j,
+    p_i the orthonormalised (QR, in order) directions A_c u_i + m_i (mean added back)."""
+    return functools.partial(_prepare_pwcca, rank_tol=_check_rank_tol(rank_tol)), _pair_pwcca
+
+
+def pwcca(X: Any, Y: Any, rank_tol: float = RANK_TOL) -> float:
+    """Projection-weighted CCA as Morcos et al.'s published code computes it: sum_i alpha_i rho_i.
+
+    Morcos, Raghu, Bengio, "Insights on representational similarity in neural networks with
+    canonical correlation", NeurIPS 2018; code: github.com/google/svcca, ``pwcca.compute_pwcca``.
+    Steps of that code, with rows = samples here:
+
+    0. neurons without variance are dropped (the code's ``remove_small`` with its epsilon; here: a centered
+       norm at most ``rank_tol`` times the largest, our rule);
+    1. rho_i, u_i: singular values and vectors of Sigma_xx^{-1/2} Sigma_xy Sigma_yy^{-1/2} (computed
+       here as Z_x^T Z_y, Z the symmetric whitening basis of the centered activations; the rank cut
+       ``rank_tol`` replaces the code's pseudo-inverse, which it equals for full-rank inputs);
+    2. the weighting side is the one with fewer neurons (X on a tie; the code's rule on its kept neurons);
+    3. directions d_i = A_c u_i + m_i 1 (the centered activations times the *whitened* vector u_i,
+       plus neuron i's mean, as the code writes it), orthonormalised in order by QR into p_i;
+    4. alpha_i = sum_j |<p_i, a_j>| over the side's raw (uncentered) neurons a_j, normalised to sum 1.
+
+    The result is invariant to isotropic scaling only (the added means break translation and
+    permutation invariance, and make the value depend on the sign LAPACK gives each singular vector,
+    as in the code), and not symmetric. Where canonical correlations repeat
+    (e.g. several equal to 1 when N is barely above the widths), the directions inside that group are
+    any rotation and alpha depends on which one LAPACK returns: the code's own value then varies with
+    rounding. The centered, paper-style variant is :func:`pwcca_centered`. A side with no variance gives 0.
+    Where the code's second branch (Y the smaller side) centers X's activations with Y's means, this
+    function uses Y's own activations: that line of the code is evidently a slip.
+    """
+    return apply_steps(pwcca_steps(rank_tol), X, Y, what="PWCCA")
+
+
+# ------------------------------------------------------------------ PWCCA, centered (the paper's words)
 @dataclass(frozen=True, eq=False)
 class WeightedBasis:
-    """Per-network statistics of PWCCA: X_c (for the projection weights) and a basis Q of span(X_c)."""
+    """Per-network statistics of centered PWCCA: X_c (for the projection weights) and a basis Q of span(X_c)."""
 
     Xc: np.ndarray
     Q: np.ndarray
@@ -228,14 +333,14 @@ class WeightedBasis:
         return int(self.Xc.shape[0])
 
 
-def _prepare_pwcca(X: Any, *, rank_tol: float) -> WeightedBasis:
-    A = as_finite_matrix(X)
+def _prepare_pwcca_centered(X: Any, *, rank_tol: float) -> WeightedBasis:
+    A = as_unit_matrix(X)  # max|A| in [0.5, 1) by an exact power of two: the same value at any feature scale
     Ac = A - A.mean(0)
     return WeightedBasis(Ac, _basis(Ac, rank_tol)[0])
 
 
-def _pair_pwcca(a: WeightedBasis, b: WeightedBasis) -> float:
-    check_same_samples(a.n_samples, b.n_samples, names=("X", "Y"), what="PWCCA")
+def _pair_pwcca_centered(a: WeightedBasis, b: WeightedBasis) -> float:
+    check_same_samples(a.n_samples, b.n_samples, names=("X", "Y"), what="PWCCA (centered)")
     Qa, Qb = a.Q, b.Q
     if Qa.shape[1] == 0 or Qb.shape[1] == 0:
         return 0.0
@@ -248,16 +353,19 @@ def _pair_pwcca(a: WeightedBasis, b: WeightedBasis) -> float:
     return float(alpha @ np.clip(rho, 0.0, 1.0))
 
 
-def pwcca_steps(rank_tol: float = RANK_TOL) -> Steps:
-    """PWCCA as (prepare, pair): prepare keeps X_c and its basis, pair weights the canonical correlations
-    by alpha_i ~ sum_j |<h_i, x_j>| over the first side's neurons (Morcos et al., NeurIPS 2018)."""
-    return functools.partial(_prepare_pwcca, rank_tol=_check_rank_tol(rank_tol)), _pair_pwcca
+def pwcca_centered_steps(rank_tol: float = RANK_TOL) -> Steps:
+    """Centered PWCCA as (prepare, pair): prepare keeps X_c and its basis, pair weights the canonical
+    correlations by alpha_i ~ sum_j |<h_i, x_j>| over the first side's centered neurons."""
+    return (functools.partial(_prepare_pwcca_centered, rank_tol=_check_rank_tol(rank_tol)),
+            _pair_pwcca_centered)
 
 
-def pwcca(X: Any, Y: Any, rank_tol: float = RANK_TOL) -> float:
-    """Projection-weighted CCA, sum_i alpha_i rho_i with weights from X's neurons (not symmetric).
+def pwcca_centered(X: Any, Y: Any, rank_tol: float = RANK_TOL) -> float:
+    """Projection-weighted CCA as the paper words it, on centered activations: sum_i alpha_i rho_i.
 
-    Morcos, Raghu, Bengio, "Insights on representational similarity in neural networks with
-    canonical correlation", NeurIPS 2018.
+    Morcos, Raghu, Bengio, NeurIPS 2018, Section 2.2 (paraphrase): alpha_i is proportional to
+    sum_j |<h_i, x_j>|, h_i = X_c w_i the i-th canonical variate of X, x_j X's neurons. Here X is always
+    the weighting side and everything is centered, so the value is invariant to translation, isotropic
+    scaling and neuron permutation (not symmetric). :func:`pwcca` follows the published code instead.
     """
-    return apply_steps(pwcca_steps(rank_tol), X, Y, what="PWCCA")
+    return apply_steps(pwcca_centered_steps(rank_tol), X, Y, what="PWCCA (centered)")

@@ -29,7 +29,9 @@ wherever they accept measure names::
 
 Measures (default parameters): ``linear_cka``, ``debiased_cka``, ``rbf_cka`` (``sigma_fraction=0.5``
 x median distance, or ``sigma``), ``cca`` (mean canonical correlation; ``center``, ``rank_tol``),
-``cca_mean_sq`` (same), ``svcca`` (``variance=0.99`` or ``dims``), ``pwcca`` (``rank_tol``),
+``cca_mean_sq`` (same), ``svcca`` (``variance=0.99`` or ``dims``), ``pwcca`` (the published code's rule,
+``rank_tol``; its identity needs linearly independent neurons: ``identity_when``), ``pwcca_centered``
+(the paper's weights on centered activations, ``rank_tol``),
 ``procrustes``, ``shape_angle``, ``pvector_angle`` (Liu et al. 2022, ``center=False``),
 ``principal_angle`` (mean of the principal angles between the top-``k=5`` left singular subspaces,
 ``center=False``, ``method``), ``max_match`` (Wang et al. 2018 maximum matching similarity,
@@ -56,7 +58,14 @@ from deepspan.measures.alignment import (
     linear_cka_steps,
     rbf_cka_steps,
 )
-from deepspan.measures.canonical import RANK_TOL, cca_mean_sq_steps, cca_steps, pwcca_steps, svcca_steps
+from deepspan.measures.canonical import (
+    RANK_TOL,
+    cca_mean_sq_steps,
+    cca_steps,
+    pwcca_centered_steps,
+    pwcca_steps,
+    svcca_steps,
+)
 from deepspan.measures.match import ATOL, max_match_active_steps, max_match_similarity_steps
 from deepspan.measures.pvector import principal_angle_steps, pvector_angle_steps
 from deepspan.measures.shape import procrustes_steps, shape_angle_steps
@@ -136,8 +145,13 @@ MEASURES: dict[str, MeasureSpec] = {
               {"center": True, "rank_tol": RANK_TOL}, "Kornblith et al. 2019 (R^2_CCA)"),
         _spec("svcca", "similarity", (0.0, 1.0), 1.0, True, _CKA_INV, svcca_steps,
               {"dims": None, "variance": 0.99}, "Raghu et al. 2017"),
-        _spec("pwcca", "similarity", (0.0, 1.0), 1.0, False, {"isotropic_scaling", "translation", "permutation"},
-              pwcca_steps, {"rank_tol": RANK_TOL}, "Morcos et al. 2018"),
+        _spec("pwcca", "similarity", (0.0, 1.0), 1.0, False, {"isotropic_scaling"},
+              pwcca_steps, {"rank_tol": RANK_TOL}, "Morcos et al. 2018 (the published code's rule)",
+              identity_when="the non-constant neurons are linearly independent: with duplicated or dependent "
+                            "neurons the code's weights also fall on directions of correlation 0"),
+        _spec("pwcca_centered", "similarity", (0.0, 1.0), 1.0, False,
+              {"isotropic_scaling", "translation", "permutation"}, pwcca_centered_steps, {"rank_tol": RANK_TOL},
+              "Morcos et al. 2018 (the paper's weights on centered activations)"),
         _spec("procrustes", "distance", (0.0, 2.0), 0.0, True, _CKA_INV, procrustes_steps, {},
               "Williams et al. 2021"),
         _spec("shape_angle", "distance", (0.0, 90.0), 0.0, True, _CKA_INV, shape_angle_steps, {},
@@ -229,11 +243,20 @@ def compare_many(sets: dict[str, Any], measures: Any = None, layers: Any = None)
     Symmetric measures give one row per unordered pair; asymmetric ones (PWCCA) one per ordered pair.
     ``prepare`` runs once per model, layer and measure; ``pair`` once per row.
     Rows: ``{model_a, model_b, layer, measure, kind, value}``.
+
+    ``sets`` must be a mapping: the names label the rows, so a list or tuple is refused (with the
+    fix ``{"A": A, "B": B}`` or ``dict(enumerate(...))``) rather than named by position silently.
     """
+    if not isinstance(sets, Mapping):
+        what = f"a {type(sets).__name__} of {len(sets)}" if isinstance(sets, (list, tuple)) else f"a {type(sets).__name__}"
+        raise InputError(f"compare_many takes a dict that names each model (the names label the rows), got {what}; "
+                         f"pass e.g. compare_many({{'A': A, 'B': B}}), or dict(enumerate(sets)) to name them "
+                         f"0, 1, ... by position.")
     specs = _resolve(measures)
     names = list(sets)
     if len(names) < 2:
-        raise InputError("compare_many needs at least two feature sets.")
+        raise InputError(f"compare_many needs at least two feature sets, got {len(names)}; pass a dict with two "
+                         f"or more entries.")
     fs_mode = all(_is_featureset(sets[n]) for n in names)
     if not fs_mode and any(_is_featureset(sets[n]) for n in names):
         raise InputError("pass only FeatureSets or only matrices to compare_many.")

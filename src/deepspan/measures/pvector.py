@@ -37,7 +37,7 @@ import numpy as np
 from deepspan._version import __version__
 from deepspan.errors import DegenerateSpectrumWarning, InputError, SampleMismatchError
 from deepspan.linalg.angles import angle, angle_from_cosine, principal_angles_between_bases, unit_angle
-from deepspan.linalg.checks import as_feature_matrix, check_min_samples, check_rank_request, to_numpy
+from deepspan.linalg.checks import as_feature_matrix, check_min_samples, check_rank_request, scale_to_unit, to_numpy
 from deepspan.linalg.streaming import CrossGramStats, GramStats, prepare_batch
 from deepspan.linalg.checks import check_same_samples
 from deepspan.linalg.svd import METHODS, orient_signs, top_singular
@@ -192,6 +192,12 @@ def pvector(
     :class:`~deepspan.errors.DegenerateSpectrumWarning` when sigma_2/sigma_1 > 0.99.
     ``sample_hash`` (optional) identifies the samples; :func:`angle` checks it.
 
+    Scale: u and v are the same for c F as for F, and the singular values scale by c, at every c for
+    which ||F_c||_F^2 fits float64's normal range (:func:`~deepspan.linalg.top_singular` rescales F by
+    a power of two when its products would over- or underflow); beyond that, ``total_energy`` cannot be
+    represented and :class:`~deepspan.errors.InputError` asks to rescale F. The ``pvector_angle``
+    measure needs no energy and works at every scale.
+
     Liu et al., Machine Learning 111 (2022), arXiv:2110.02863.
     """
     A = as_feature_matrix(F, check_values=False)  # top_singular detects NaN/Inf and zeros itself
@@ -312,9 +318,25 @@ def pvector_angle_from_stats(stats: CrossGramStats, center: bool = False) -> flo
 
 
 def _principal_basis(X: Any, *, k: int, center: bool, method: str) -> np.ndarray:
-    """The prepare step of the principal angles: top-min(k, N, d) left singular vectors U (N x k) of X_c."""
+    """The prepare step of the principal angles: top-min(k, rank) left singular vectors U (N x k) of X_c.
+
+    X is first multiplied by the exact power of two that puts max|X| in [0.5, 1) (the vectors do not change),
+    so every feature scale works."""
     A = as_feature_matrix(X, "X", check_values=False)  # top_singular detects NaN/Inf and zeros itself
-    return top_singular(A, min(int(k), *A.shape), center=center, method=method).U
+    t = top_singular(scale_to_unit(A)[0], min(int(k), *A.shape), center=center, method=method)
+    rank = int(np.count_nonzero(t.s[: t.U.shape[1]]))  # top_singular reports unresolved values as 0
+    return t.U[:, :rank]
+
+
+def _check_rank(U: np.ndarray, k: int, name: str, center: bool) -> None:
+    """Refuse a top-k subspace whose last directions are not determined (rank of the matrix below k)."""
+    if U.shape[1] < k:
+        raise InputError(
+            f"{name} has numerical rank {U.shape[1]}{' after centering' if center else ''}, below k={k}: only its "
+            f"top {U.shape[1]} singular directions are determined, the other {k - U.shape[1]} would be an arbitrary "
+            f"completion and their angles meaningless. Ask for k <= {U.shape[1]} (mean_principal_angle caps k at "
+            f"each side's rank instead)."
+        )
 
 
 def principal_angles(A: Any, B: Any, k: int, center: bool = False, method: str = "auto") -> np.ndarray:
@@ -325,7 +347,9 @@ def principal_angles(A: Any, B: Any, k: int, center: bool = False, method: str =
     Bjorck and Golub (1973) (cosines = singular values of U_A^T U_B, small
     angles from the sines). The first angle is not the P-vector angle: it is
     the smallest angle between any two directions of the two subspaces.
-    ``k`` must be <= min(N, d) on both sides (:func:`mean_principal_angle` caps it instead).
+    ``k`` must be <= the numerical rank of both sides (at most min(N, d)): beyond it the singular directions
+    are an arbitrary completion, so an :class:`~deepspan.errors.InputError` names the rank instead
+    (:func:`mean_principal_angle` caps k at each side's rank).
     """
     A = as_feature_matrix(A, "A")
     B = as_feature_matrix(B, "B")
@@ -335,6 +359,8 @@ def principal_angles(A: Any, B: Any, k: int, center: bool = False, method: str =
     check_rank_request(k, *B.shape)
     UA = _principal_basis(A, k=k, center=center, method=method)
     UB = _principal_basis(B, k=k, center=center, method=method)
+    _check_rank(UA, k, "A", center)
+    _check_rank(UB, k, "B", center)
     return principal_angles_between_bases(UA, UB)
 
 
@@ -345,7 +371,7 @@ def _pair_principal_angle(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def principal_angle_steps(k: int = 5, center: bool = False, method: str = "auto") -> tuple[Any, Any]:
-    """The mean principal angle as (prepare, pair): prepare the top-min(k, N, d) left singular vectors of
+    """The mean principal angle as (prepare, pair): prepare the top-min(k, rank) left singular vectors of
     each network (once), pair the mean of the principal angles between the first m = min(k_X, k_Y) of them
     (Bjorck and Golub 1973), in degrees."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -359,8 +385,8 @@ def principal_angle_steps(k: int = 5, center: bool = False, method: str = "auto"
 def mean_principal_angle(A: Any, B: Any, k: int = 5, center: bool = False, method: str = "auto") -> float:
     """Mean principal angle (degrees) between the top-k left singular subspaces of A and B.
 
-    k is capped per side at min(N, d), and the angles are taken between the first
-    m = min(k_A, k_B) singular vectors of each (Bjorck and Golub 1973); uncentered by default, like
+    k is capped per side at its numerical rank (at most min(N, d); singular values that the route cannot
+    resolve count as zero), and the angles are taken between the first m = min(k_A, k_B) singular vectors of each (Bjorck and Golub 1973); uncentered by default, like
     the P-vector (Liu et al. 2022). The ``principal_angle`` entry of ``MEASURES`` (k = 5).
     """
     prepare, pair = principal_angle_steps(k, center, method)
@@ -372,8 +398,11 @@ def mean_principal_angle(A: Any, B: Any, k: int = 5, center: bool = False, metho
 
 
 def _prepare_pvector(X: Any, *, center: bool) -> PVector:
-    """The prepare step of the P-vector angle: :func:`pvector` (which warns when sigma_2/sigma_1 > 0.99)."""
-    return pvector(X, center=center, n_values=2)
+    """The prepare step of the P-vector angle: :func:`pvector` (which warns when sigma_2/sigma_1 > 0.99) of X
+    times the exact power of two that puts max|X| in [0.5, 1): u is unchanged, so the angle is the same at
+    every feature scale (the prepared singular values are those of the scaled X)."""
+    A = as_feature_matrix(X, "X", check_values=False)  # NaN/Inf pass through scale_to_unit unchanged
+    return pvector(scale_to_unit(A)[0], center=center, n_values=2)
 
 
 def _pair_pvector_angle(a: PVector, b: PVector) -> float:

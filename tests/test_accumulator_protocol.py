@@ -148,9 +148,12 @@ ORDERS = {"left": left_fold, "right": right_fold, "reversed": reversed_fold, "tr
 
 
 def stat_fields(stats, prefix=""):
-    """{dotted field name: value} over every field of a (nested) stats dataclass."""
+    """{dotted field name: value} over every field of a (nested) stats dataclass that takes part in equality
+    (``GramStats.row_order``, a fingerprint of the stream order, does not: merges may come in any order)."""
     out = {}
     for f in dataclasses.fields(stats):
+        if not f.compare:
+            continue
         v = getattr(stats, f.name)
         if dataclasses.is_dataclass(v):
             out.update(stat_fields(v, prefix + f.name + "."))

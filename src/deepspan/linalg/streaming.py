@@ -68,7 +68,7 @@ features by their largest absolute value), never inf, NaN or a silent "all zero"
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import math
@@ -77,6 +77,7 @@ import numpy as np
 import scipy.linalg
 
 from deepspan.errors import InputError
+from deepspan.linalg.order import RowOrderSketch
 from deepspan.linalg.checks import SAFE_SQUARE_EXPONENTS, as_feature_matrix, check_same_samples, scale_exponent
 
 __all__ = [
@@ -395,6 +396,9 @@ class GramStats:
     n_samples: int
     mean: np.ndarray
     scatter: np.ndarray
+    #: fingerprint of the rows in stream order (:class:`~deepspan.linalg.order.RowOrderSketch` state), set when
+    #: every sample came through ``GramAccumulator.update``; :func:`~deepspan.measures.with_left_vector` checks it
+    row_order: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -438,13 +442,16 @@ class GramAccumulator(AccumulatorBase):
 
     ``state_dict()`` holds ``n_samples`` (int), ``mean`` (d,) and ``scatter``
     (d x d), float64 numpy; an empty accumulator has a (0,) mean and a
-    (0, 0) scatter.
+    (0, 0) scatter; and ``row_order``, a fixed-size fingerprint of the rows in the order they came
+    (:mod:`deepspan.linalg.order`): the second pass of :func:`~deepspan.measures.with_left_vector` must give
+    the same rows, and in the same order unless shards were merged (merges may come in any order).
     """
 
     def __init__(self) -> None:
         self._n = 0
         self._mean: Any = None
         self._scatter: Any = None
+        self._order = RowOrderSketch()
 
     @property
     def n_samples(self) -> int:
@@ -492,6 +499,7 @@ class GramAccumulator(AccumulatorBase):
         if x.shape[0] == 0:
             return self
         self._add_block(x)
+        self._order.update(x)
         return self
 
     def _add_block(self, x: Any, check: bool = True) -> None:
@@ -514,6 +522,7 @@ class GramAccumulator(AccumulatorBase):
             return self
         self._check_width(other.n_features, "the merged accumulator")
         self._combine(other._n, other._mean, other._scatter)
+        self._order.merge(other._order)
         return self
 
     def finalize(self) -> GramStats:
@@ -521,7 +530,8 @@ class GramAccumulator(AccumulatorBase):
         if self._mean is None or self._n == 0:
             raise InputError("the accumulator has seen no samples; call update(batch) before finalize().")
         scatter = _to_numpy64(self._scatter)
-        return GramStats(self._n, _to_numpy64(self._mean), 0.5 * (scatter + scatter.T))
+        order = self._order.state() if self._order.n_rows == self._n else None  # None: some rows came unfingerprinted
+        return GramStats(self._n, _to_numpy64(self._mean), 0.5 * (scatter + scatter.T), order)
 
     # state ---------------------------------------------------------------------------------
     def _export(self) -> tuple[int, np.ndarray, np.ndarray]:
@@ -546,16 +556,19 @@ class GramAccumulator(AccumulatorBase):
         return acc
 
     def state_dict(self) -> dict[str, Any]:
-        """``{kind, state_version, n_samples, mean, scatter}``: numpy arrays and Python scalars only."""
+        """``{kind, state_version, n_samples, mean, scatter, row_order}``: numpy arrays and Python scalars only."""
         n, mean, scatter = self._export()
-        return {**self._state_header(), "n_samples": n, "mean": mean, "scatter": scatter}
+        return {**self._state_header(), "n_samples": n, "mean": mean, "scatter": scatter,
+                "row_order": self._order.state()}
 
     @classmethod
     def from_state_dict(cls, d: Mapping[str, Any]) -> "GramAccumulator":
         """The accumulator saved by :meth:`state_dict` (exact: the same float64 numbers, on the host)."""
-        cls._check_state(d, ("n_samples", "mean", "scatter"))
-        return cls._restore(cls._state_int(d, "n_samples"), cls._state_array(d, "mean", 1),
-                            cls._state_array(d, "scatter", 2), f"{cls.__name__}.from_state_dict")
+        cls._check_state(d, ("n_samples", "mean", "scatter", "row_order"))
+        acc = cls._restore(cls._state_int(d, "n_samples"), cls._state_array(d, "mean", 1),
+                           cls._state_array(d, "scatter", 2), f"{cls.__name__}.from_state_dict")
+        acc._order = RowOrderSketch.from_state(cls._state_array(d, "row_order", 1), acc.n_features)
+        return acc
 
 
 # --- cross-Gram ---------------------------------------------------------------------------

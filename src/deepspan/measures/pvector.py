@@ -40,6 +40,7 @@ from deepspan.linalg.angles import angle, angle_from_cosine, principal_angles_be
 from deepspan.linalg.checks import as_feature_matrix, check_min_samples, check_rank_request, scale_to_unit, to_numpy
 from deepspan.linalg.streaming import CrossGramStats, GramStats, prepare_batch
 from deepspan.linalg.checks import check_same_samples
+from deepspan.linalg.order import RowOrderSketch
 from deepspan.linalg.svd import METHODS, orient_signs, top_singular
 
 __all__ = [
@@ -82,6 +83,8 @@ class PVector:
     notes : how the route was chosen, fallbacks, completions.
     sample_hash : optional hash of the sample ids in order (e.g. ``Dataset.sample_hash``);
         :func:`angle` refuses two P-vectors whose hashes differ.
+    row_order : streamed P-vectors only: the first pass's fingerprint of the rows in order
+        (:mod:`deepspan.linalg.order`), which :func:`with_left_vector` checks its second pass against.
     """
 
     u: np.ndarray | None
@@ -94,6 +97,7 @@ class PVector:
     n_features: int
     notes: tuple[str, ...] = field(default=())
     sample_hash: str | None = None
+    row_order: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def sigma(self) -> float:
@@ -124,7 +128,7 @@ class PVector:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (arrays become lists); inverse of :meth:`from_dict`."""
         d = asdict(self)
-        for key in ("u", "v", "singular_values"):
+        for key in ("u", "v", "singular_values", "row_order"):
             if d[key] is not None:
                 d[key] = np.asarray(d[key]).tolist()
         d["notes"] = list(self.notes)
@@ -146,6 +150,7 @@ class PVector:
             n_features=int(d["n_features"]),
             notes=tuple(d.get("notes", ())),
             sample_hash=d.get("sample_hash"),
+            row_order=None if d.get("row_order") is None else np.asarray(d["row_order"], dtype=np.float64),
         )
 
 
@@ -267,7 +272,8 @@ def pvector_from_stats(stats: GramStats, center: bool = False, n_values: int = 5
         )
     s, V = stats.spectrum(center, n_values)
     v = _stats_sign(stats, V[:, 0], float(s[0]), center)
-    p = PVector(None, v, s, total, bool(center), "gram-stream", stats.n_samples, stats.n_features)
+    p = PVector(None, v, s, total, bool(center), "gram-stream", stats.n_samples, stats.n_features,
+                row_order=stats.row_order)
     return _warn_if_degenerate(p)
 
 
@@ -275,20 +281,28 @@ def with_left_vector(p: PVector, batches: Iterable[Any], mean: np.ndarray | None
     """Second pass: u_1 = (F - 1 mu^T) v_1 / sigma_1 from the same samples, batch by batch, in order.
 
     ``mean`` is the column mean (``GramStats.mean``), required when ``p.centered``.
-    The sign rule is then applied to u (flipping v with it).
+    The sign rule is then applied to u (flipping v with it). When ``p`` carries the first pass's row
+    fingerprint (``p.row_order``, from ``GramAccumulator.update``), the second pass is fingerprinted too and a
+    :class:`~deepspan.errors.SampleMismatchError` says whether it gave other samples or the same ones in
+    another order (which would return u permuted).
     """
     if p.centered and mean is None:
         raise InputError("p is centered: pass mean=stats.mean so u is computed from centered features.")
     shift = 0.0 if not p.centered else float(np.asarray(mean, dtype=np.float64) @ p.v)
     parts = []
+    order = RowOrderSketch()
     for batch in batches:
         x = to_numpy(prepare_batch(batch, "batch"))
         if x.shape[1] != p.n_features:
             raise InputError(f"batch has {x.shape[1]} features but the P-vector has {p.n_features}.")
         parts.append((x @ p.v - shift) / p.sigma)
+        order.update(x)
     u = np.concatenate(parts) if parts else np.zeros(0)
     check_same_samples(u.shape[0], p.n_samples, names=("the second pass", "the P-vector's statistics"),
                        what="with_left_vector (u = F_c v / sigma)")
+    if p.row_order is not None:
+        RowOrderSketch.from_state(p.row_order, p.n_features).check_same_rows(
+            order, what="with_left_vector (u = F_c v / sigma)")
     U, V = orient_signs(u[:, None], p.v[:, None])
     return dataclasses.replace(p, u=U[:, 0], v=V[:, 0])
 

@@ -811,7 +811,8 @@ def _rescaled(A: np.ndarray, run: Callable[[np.ndarray], _RouteOut], center: boo
     As = times_power_of_two(A, -e)
     out = run(As)
     _check_scale(As, out, center)
-    total = float(times_power_of_two(out.total, 2 * e))
+    with np.errstate(over="ignore", under="ignore"):  # out of range is diagnosed just below
+        total = float(times_power_of_two(out.total, 2 * e))
     lo, hi = _REPRESENTABLE
     if not lo <= total <= hi:
         amax = float(times_power_of_two(max(float(As.max()), -float(As.min())), e))

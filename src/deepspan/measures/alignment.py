@@ -352,8 +352,11 @@ def rbf_cka(X: Any, Y: Any, *, sigma: float | None = None, sigma_fraction: float
     """RBF-kernel CKA with bandwidth ``sigma`` (absolute) or ``sigma_fraction`` x the median pairwise distance.
 
     CKA(K, L) = <HKH, HLH>_F / (||HKH||_F ||HLH||_F), K_ij = exp(-||x_i - x_j||^2 / (2 sigma^2))
-    (Kornblith et al., ICML 2019).
+    (Kornblith et al., ICML 2019). With neither given, ``sigma_fraction=0.5`` (their choice, and the
+    ``MEASURES["rbf_cka"]`` default).
     """
+    if sigma is None and sigma_fraction is None:
+        sigma_fraction = 0.5
     return apply_steps(rbf_cka_steps(sigma, sigma_fraction), X, Y, what="RBF CKA")
 
 

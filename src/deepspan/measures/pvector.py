@@ -234,7 +234,7 @@ def data_pvector(X: Any, center: bool = False, method: str = "auto", **kwargs: A
             f"X must have a sample axis and at least one feature axis, got shape {a.shape}; "
             f"for N scalar inputs pass X.reshape(-1, 1)."
         )
-    return pvector(a.reshape(a.shape[0], -1), center=center, method=method, **kwargs)
+    return pvector(a.reshape(a.shape[0], int(np.prod(a.shape[1:]))), center=center, method=method, **kwargs)
 
 
 def _stats_sign(stats: GramStats, v: np.ndarray, sigma: float, center: bool) -> np.ndarray:

@@ -217,10 +217,10 @@ def _check_rank(n_components: int) -> None:
 
 def _eigenvalues_back(lam: np.ndarray, e: int, n: int) -> np.ndarray:
     """lam * 4^e (the eigenvalues of the unscaled F^T F), refused when some rho = lam / n is not a normal float64."""
-    out = times_power_of_two(lam, 2 * e)
-    lo, hi = np.finfo(np.float64).tiny, np.finfo(np.float64).max / max(len(lam), 1)
-    with np.errstate(over="ignore", under="ignore"):
+    with np.errstate(over="ignore", under="ignore"):  # out of range is diagnosed below, not warned about
+        out = times_power_of_two(lam, 2 * e)
         rho = out / n
+    lo, hi = np.finfo(np.float64).tiny, np.finfo(np.float64).max / max(len(lam), 1)
     if (rho >= lo).all() and (rho <= hi).all():
         return out
     top = math.log10(float(lam[0]) / n) + 2 * e * math.log10(2.0)

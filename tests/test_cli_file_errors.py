@@ -132,3 +132,34 @@ def test_describe_os_error_wording():
         "cannot write /r: Read-only file system (the file system is read-only: choose another folder)"
     # an errno without a known fix: path and reason only
     assert describe_os_error(OSError(errno.EIO, "Input/output error", "/d")) == "cannot access /d: Input/output error"
+
+
+def test_reproduce_in_a_folder_it_cannot_write_says_where_to_put_the_output(tmp_path, monkeypatch):
+    """A finished run in a read-only folder (simulated: root may write anywhere): the message names the file,
+    the reason, that the results are intact and where to read them, and how to redraw them elsewhere."""
+    import deepspan.experiments as experiments
+    from click.testing import CliRunner
+
+    from deepspan.cli import main
+
+    out = tmp_path / "run"
+    target = out / "report.html"
+
+    def read_only(*_a, **_k):
+        raise FileAccessError(f"cannot write {target}: Permission denied (choose a folder you can write to, or "
+                              f"change its permissions)", errno.EACCES, str(target))
+
+    monkeypatch.setattr(experiments, "reproduce", read_only)
+    res = CliRunner().invoke(main, ["reproduce", "--scale", "tiny", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"cannot write {target}: Permission denied" in res.output
+    assert f"results already in {out} are intact" in res.output
+    assert f"cp -r {out} NEW && deepspan reproduce ... --out NEW" in res.output
+
+    def full_disk(*_a, **_k):  # other file-system failures keep their own message and fix only
+        raise FileAccessError(f"cannot write {target}: No space left on device (free some space)", errno.ENOSPC,
+                              str(target))
+
+    monkeypatch.setattr(experiments, "reproduce", full_disk)
+    res = CliRunner().invoke(main, ["reproduce", "--scale", "tiny", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 1 and "No space left" in res.output and "cp -r" not in res.output

@@ -847,8 +847,10 @@ def test_measure_spec_call_with_different_sample_counts_raises_sample_mismatch(n
 
 def test_rbf_bandwidth_arguments():
     X, Y = structured_pair(7)
+    # no bandwidth given: Kornblith et al.'s 0.5 x median distance, the MEASURES default
+    assert cka_mod.rbf_cka(X, Y) == cka_mod.rbf_cka(X, Y, sigma_fraction=0.5) == MEASURES["rbf_cka"](X, Y)
     with pytest.raises(InputError):
-        cka_mod.rbf_cka(X, Y)
+        cka_mod.rbf_cka_steps()
     with pytest.raises(InputError):
         cka_mod.rbf_cka(X, Y, sigma=1.0, sigma_fraction=0.5)
     for kw in ({"sigma": 0.0}, {"sigma": -1.0}, {"sigma": np.nan}, {"sigma_fraction": 0.0},

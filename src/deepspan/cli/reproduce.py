@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from deepspan.cli.options import user_errors
+from deepspan.errors import FileAccessError, describe_os_error
+
+#: errors that mean "this folder cannot be written", as opposed to a full disk or a bad path
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+@contextlib.contextmanager
+def _where_to_write(out: Path) -> Iterator[None]:
+    """A folder that cannot be written (read-only, another user's): say that its results are untouched, where
+    to read them, and how to redraw or continue them in a folder that can be written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _NOT_WRITABLE:
+            raise
+        message = str(exc) if isinstance(exc, FileAccessError) else describe_os_error(exc, "write")
+        raise click.ClickException(
+            f"{message}. The results already in {out} are intact (every write is atomic): the finished ones can "
+            f"be read in {out / 'report.html'} and {out / 'results'}; to redraw or continue them, copy the folder somewhere you can write and run "
+            f"there: cp -r {out} NEW && deepspan reproduce ... --out NEW (finished experiments are reused)."
+        ) from exc
+
 
 __all__ = ["reproduce_cmd", "ExperimentChoice", "print_verdicts"]
 
@@ -75,7 +100,7 @@ def reproduce_cmd(scale: str, dataset: str | None, out: Path, only: tuple[str, .
     from deepspan.experiments import config_for, reproduce
     from deepspan.experiments.config import EXPECTED_MINUTES
 
-    with user_errors():
+    with user_errors(), _where_to_write(out):
         cfg = config_for(scale, dataset, seed=seed, data_dir=None if data_dir is None else str(data_dir))
         click.echo(f"deepspan reproduce: scale {scale} (expected ~{EXPECTED_MINUTES[scale]:g} min on 2 CPU cores), "
                    f"dataset {cfg.dataset}, seed {seed}, out {out}", err=True)

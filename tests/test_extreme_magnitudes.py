@@ -415,3 +415,23 @@ def test_torch_batches_follow_the_same_rule():
     refuses_clearly(lambda: GramAccumulator().update(torch.as_tensor(1e-300 * X)), "underflow float64")
     nc4 = NC4Accumulator(1e300 * np.eye(3, 6), [0, 1, 2]).update(torch.as_tensor(1e300 * X), LABELS).finalize()
     assert nc4.n_agree == NC4Accumulator(np.eye(3, 6), [0, 1, 2]).update(X, LABELS).finalize().n_agree
+
+
+def test_class_stats_update_refused_for_one_class_leaves_every_class_unchanged():
+    """A batch whose second class overflows float64 in its Gram matrix is refused as a whole: the first
+    class's rows of that batch are not added either."""
+    from deepspan.linalg.streaming import ClassStatsAccumulator
+
+    rng = np.random.default_rng(0)
+    acc = ClassStatsAccumulator()
+    acc.update(rng.standard_normal((20, 3)), np.arange(20) % 2)
+    before = acc.state_dict()
+    bad = rng.standard_normal((10, 3))
+    labels = np.arange(10) % 2
+    bad[labels == 1] *= 1e300
+    with pytest.raises(InputError, match="overflow"):
+        acc.update(bad, labels)
+    after = acc.state_dict()
+    assert before.keys() == after.keys()
+    for key in before:
+        assert np.array_equal(np.asarray(before[key]), np.asarray(after[key])), key

@@ -812,10 +812,20 @@ class ClassStatsAccumulator(AccumulatorBase):
         uniq = np.unique(lab)
         keys = [c.item() if hasattr(c, "item") else c for c in uniq]
         self._check_labels(keys, "the labels of this batch")
+        blocks = {}  # every class's block first, so a magnitude error leaves the accumulator unchanged
         for c, key in zip(uniq, keys):
             rows = np.flatnonzero(lab == c)
             idx = rows if not _is_torch(x) else __import__("torch").as_tensor(rows, device=x.device)
-            self._per_class.setdefault(key, GramAccumulator())._add_block(x[idx])
+            blocks[key] = GramAccumulator()
+            blocks[key]._add_block(x[idx])
+        for key, block in blocks.items():
+            if key in self._per_class:
+                self._per_class[key]._check_delta(block._mean)
+        for key, block in blocks.items():
+            if key in self._per_class:
+                self._per_class[key]._combine(block._n, block._mean, block._scatter, check=False)
+            else:
+                self._per_class[key] = block
         return self
 
     def merge(self, other: "ClassStatsAccumulator") -> "ClassStatsAccumulator":

@@ -175,7 +175,7 @@ def _labels(y: Any, n: int, name: str) -> torch.Tensor:
         a = np.asarray(y)
         if a.dtype.kind not in "biuf":
             raise InputError(f"{name} labels have dtype {a.dtype}; pass integer class indices 0..K-1 ({remap}).")
-        t = torch.as_tensor(np.ascontiguousarray(a))
+        t = torch.as_tensor(np.ascontiguousarray(a) if a.flags.writeable else np.array(a))  # torch needs writable
     if t.ndim == 2 and t.shape[0] == n and t.shape[1] > 1:
         raise InputError(f"{name} labels have shape {tuple(t.shape)} (one-hot or scores?); pass one class index "
                          f"per sample, e.g. y.argmax(1).")

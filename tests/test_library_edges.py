@@ -481,3 +481,26 @@ def test_compare_many_nonfinite_entry():
     bad[3, 1] = math.nan
     with pytest.raises(InputError, match="non-finite"):
         compare_many({"a": A, "b": bad}, ["linear_cka"])
+
+
+def test_extract_refuses_non_finite_inputs_and_activations_by_layer():
+    """Inputs with NaN/Inf, and finite inputs that a model turns into Inf, raise instead of storing NaN features."""
+    import torch
+
+    from deepspan import extract
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    X = np.random.default_rng(0).random((20, 6)).astype(np.float32)
+    bad = X.copy()
+    bad[13, 2] = np.nan
+    with pytest.raises(InputError, match=r"inputs of samples 0\.\.19 hold 1 NaN/Inf"):
+        extract(model, bad, ["0"], batch_size=32)
+    with pytest.raises(InputError, match=r"inputs of samples .* NaN/Inf"):
+        extract(model, torch.full((4, 6), float("inf")), ["0"])
+    huge = np.full((4, 6), 3e38, dtype=np.float32)  # finite float32, but the first Linear overflows
+    with torch.no_grad():
+        model[0].weight.fill_(10.0)
+    with pytest.raises(InputError, match=r"layer '0' produced NaN or Inf for samples 0\.\.3 although their inputs "
+                                         r"are finite"):
+        extract(model, huge, ["0", "2"])

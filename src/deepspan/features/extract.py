@@ -553,6 +553,7 @@ def extract(
                     f"ambiguous. Hook a module that runs once, e.g. a wrapper around each use."
                 )
             fired[name] = True
+            check_finite_output(name, out, start)
             state[name].capture(out, start, current_labels[0])
             if stop_early and start > 0 and len(fired) == len(state):
                 raise _StopForward
@@ -575,6 +576,7 @@ def extract(
             for x, y in tqdm(batches, total=total, disable=not show, desc="extract", leave=False):
                 x = _to_model_dtype(_as_tensor(x), in_dtype, takes_ids, model)
                 n = int(x.shape[0])
+                check_finite_inputs(x, start)
                 lab = None if y is None else (y if isinstance(y, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(y)))
                 current_labels[0] = lab
                 fired.clear()
@@ -627,6 +629,26 @@ def extract(
     }
     used = {name: (pol.get(name) or "flatten") for name in mods}
     return FeatureSet(features, sample_ids, hash_sample_ids(sample_ids), used, positions, labels, provenance)
+
+
+def check_finite_inputs(x: torch.Tensor, start: int) -> None:
+    """Refuse a batch of (converted) inputs holding NaN/Inf: its features could only be NaN."""
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise InputError(
+            f"the inputs of samples {start}..{start + len(x) - 1} hold {bad} NaN/Inf value(s) (after conversion to "
+            f"{x.dtype}: values beyond its range become Inf); clean or rescale the data first."
+        )
+
+
+def check_finite_output(name: str, out: Any, start: int) -> None:
+    """Refuse a hooked layer's output holding NaN/Inf on finite inputs (overflow, or a diverged checkpoint)."""
+    if isinstance(out, torch.Tensor) and out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        raise InputError(
+            f"layer {name!r} produced NaN or Inf for samples {start}..{start + len(out) - 1} although their inputs "
+            f"are finite: the model overflows on them (or its weights hold NaN/Inf, e.g. a diverged checkpoint). "
+            f"Rescale the inputs (e.g. standardise them) or check the checkpoint."
+        )
 
 
 def sample_ids_for(known_ids: Any, n: int) -> np.ndarray:

@@ -53,6 +53,8 @@ from deepspan.features.extract import (
     _model_device,
     _resolve_layers,
     _to_model_dtype,
+    check_finite_inputs,
+    check_finite_output,
     iterate_batches,
     resolve_device,
     sample_ids_for,
@@ -328,6 +330,7 @@ def draw_rows(model: nn.Module, data: Any, layers: Any, n_rows: int = 10_000, dr
                 raise InputError(f"layer {name!r} ran twice in one forward pass (a shared or reused module); its rows "
                                  f"are ambiguous. Hook a module that runs once.")
             fired[name] = True
+            check_finite_output(name, out, start)
             state[name].capture(out, start)
             if start > 0 and len(fired) == len(state):
                 raise _StopForward
@@ -355,6 +358,7 @@ def draw_rows(model: nn.Module, data: Any, layers: Any, n_rows: int = 10_000, dr
                 n = int(x.shape[0])
                 if n == 0:
                     continue
+                check_finite_inputs(x, start)
                 fired.clear()
                 passes += 1
                 x = x.to(dev)

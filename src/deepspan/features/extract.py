@@ -631,9 +631,16 @@ def extract(
     return FeatureSet(features, sample_ids, hash_sample_ids(sample_ids), used, positions, labels, provenance)
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether a float tensor holds no NaN/Inf. Its sum is finite in the common case and is checked first: one read
+    pass without a boolean temporary (about 30x cheaper than ``isfinite().all()`` on a 256 x 64 x 28 x 28 conv
+    output here); only a non-finite sum (NaN/Inf inside, or finite values whose sum overflows) is checked element-wise."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 def check_finite_inputs(x: torch.Tensor, start: int) -> None:
     """Refuse a batch of (converted) inputs holding NaN/Inf: its features could only be NaN."""
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    if x.is_floating_point() and not _all_finite(x):
         bad = int((~torch.isfinite(x)).sum())
         raise InputError(
             f"the inputs of samples {start}..{start + len(x) - 1} hold {bad} NaN/Inf value(s) (after conversion to "
@@ -643,7 +650,7 @@ def check_finite_inputs(x: torch.Tensor, start: int) -> None:
 
 def check_finite_output(name: str, out: Any, start: int) -> None:
     """Refuse a hooked layer's output holding NaN/Inf on finite inputs (overflow, or a diverged checkpoint)."""
-    if isinstance(out, torch.Tensor) and out.is_floating_point() and not bool(torch.isfinite(out).all()):
+    if isinstance(out, torch.Tensor) and out.is_floating_point() and not _all_finite(out):
         raise InputError(
             f"layer {name!r} produced NaN or Inf for samples {start}..{start + len(out) - 1} although their inputs "
             f"are finite: the model overflows on them (or its weights hold NaN/Inf, e.g. a diverged checkpoint). "

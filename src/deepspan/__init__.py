@@ -147,7 +147,7 @@ def __getattr__(name: str):
         from deepspan import track
 
         return getattr(track, name)
-    if name in ("data", "features", "track", "experiments"):
+    if name in ("data", "features", "track", "experiments", "distributed"):
         import importlib
 
         return importlib.import_module(f"deepspan.{name}")

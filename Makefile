@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/match.py
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/zoo_epochs.py
+	$(BIN)/python bench/distributed.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -8,6 +8,7 @@ new one, never a half-written one, even if the process is killed mid-write.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -25,6 +26,13 @@ os.umask(_UMASK)
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npy", "csv_text",
            "atomic_write_csv"]
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (``hashlib`` algorithm name), read in chunks: the one file hash of deepspan
+    (store checksums, checkpoint identities, downloads). OSError propagates to the caller, which names the file."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from deepspan._io import atomic_write_bytes
+from deepspan._io import atomic_write_bytes, file_digest
 from deepspan.errors import InputError
 
 __all__ = ["download_mnist", "MNIST_URL_BASE", "MNIST_SHA256"]
@@ -30,14 +30,6 @@ MNIST_SHA256 = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download_mnist(
@@ -59,7 +51,7 @@ def download_mnist(
         url_base += "/"
     for name, digest in checksums.items():
         target = dest / name
-        if target.is_file() and _sha256_file(target) == digest.lower():
+        if target.is_file() and file_digest(target) == digest.lower():
             continue
         url = url_base + name
         try:

@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from deepspan._io import file_digest
 from deepspan._version import __version__
 from deepspan.errors import DeepspanWarning, InputError, SampleMismatchError
 
@@ -62,12 +63,6 @@ __all__ = ["FeatureSet", "hash_sample_ids", "check_same_featuresets", "META_NAME
 META_NAME = "featureset.json"
 #: The hash recorded for every ``.npy`` file of a store (hashlib name).
 CHECKSUM_ALGORITHM = "sha256"
-
-
-def _file_checksum(path: Path) -> str:
-    """:data:`CHECKSUM_ALGORITHM` hex digest of a file's bytes, read in chunks (bounded memory)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, CHECKSUM_ALGORITHM).hexdigest()
 
 
 def _sibling_leftovers(path: Path, kinds: str = "partial|old") -> list[Path]:
@@ -223,7 +218,7 @@ class FeatureSet:
 
             def put(name: str, arr: np.ndarray) -> None:
                 np.save(tmp / name, arr)
-                checksums[name] = _file_checksum(tmp / name)
+                checksums[name] = file_digest(tmp / name, CHECKSUM_ALGORITHM)
 
             for layer, arr in self.features.items():
                 name = _layer_file(layer)
@@ -329,8 +324,7 @@ def _verify_checksums(path: Path, meta: dict, names: list[str]) -> None:
         if name not in sums:
             raise InputError(f"{path / META_NAME} records no checksum for {name}; the store is damaged. Re-run the "
                              f"extraction (or load it with verify=False to read it unchecked).")
-        with open(path / name, "rb") as f:
-            found = hashlib.file_digest(f, algorithm).hexdigest()
+        found = file_digest(path / name, algorithm)
         if found != sums[name]:
             raise InputError(
                 f"{path / name} does not match the {algorithm} checksum recorded when the store was saved "

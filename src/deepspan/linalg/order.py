@@ -21,6 +21,7 @@ when every row came through ``update`` of one sketch (or a merge into an empty o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +38,13 @@ ORDER_FREQUENCIES = np.array([0.0, 0.7548776662466927, 2.2469796037174667, 0.318
 ORDER_RTOL = 1e-9
 
 
+@functools.lru_cache(maxsize=16)
 def _direction(d: int) -> np.ndarray:
-    """The fixed direction z (length d) every sketch of width d uses: the same on every machine."""
-    return np.random.default_rng(0x5EED0D5).standard_normal(d)
+    """The fixed direction z (length d) every sketch of width d uses: the same on every machine (made once per
+    width, not per batch; read-only)."""
+    z = np.random.default_rng(0x5EED0D5).standard_normal(d)
+    z.setflags(write=False)
+    return z
 
 
 @dataclass
@@ -73,7 +78,7 @@ class RowOrderSketch:
         else:  # a torch tensor: one product on its device, N numbers back to the host
             import torch
 
-            s = (x.to(torch.float64) @ torch.as_tensor(z, device=x.device)).cpu().numpy()
+            s = (x.to(torch.float64) @ torch.tensor(z, device=x.device)).cpu().numpy()
         phase = np.outer(self.n_rows + np.arange(n_b, dtype=np.float64), ORDER_FREQUENCIES)
         self.cos_sums = self.cos_sums + np.cos(phase).T @ s
         self.sin_sums = self.sin_sums + np.sin(phase).T @ s

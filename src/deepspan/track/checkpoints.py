@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepspan._io import file_digest
 from deepspan.errors import InputError
 
 __all__ = ["Checkpoint", "CheckpointSeries", "load_state_dict", "checkpoint_digest"]
@@ -46,8 +47,7 @@ def checkpoint_digest(source: str | os.PathLike | dict) -> str:
         return h.hexdigest()[:16]
     path = Path(source)
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+        return file_digest(path)[:16]
     except OSError as exc:
         raise InputError(f"checkpoint {path} cannot be read ({exc.strerror or exc}).") from exc
 

@@ -14,6 +14,12 @@ merge (Chan, Golub and LeVeque 1979). This package reduces them across the proce
   ``deepspan.pvector`` of the stacked features (two passes over the local batches);
 * :func:`angle` -- the P-vector angle of two models' features, one pass (cross-Gram route).
 
+Above this package, the same reductions run inside the library's own steps: ``deepspan.extract(...,
+distributed=True)`` extracts each rank's share of a sample set and reduces its accumulators in place;
+``deepspan.features.gather_featureset`` stacks the ranks' features on one rank; ``deepspan.Tracker`` works
+unchanged inside DDP training (rank 0 computes and writes); ``deepspan compare`` / ``deepspan track`` run
+under ``torchrun``.
+
 Not initialised, or a group of one process: ``all_reduce`` / ``reduce`` return the accumulator itself,
 ``shard`` gives everything to rank 0, ``pvector`` / ``angle`` are the single-process streamed routes.
 

@@ -14,7 +14,7 @@ from typing import Any
 from deepspan.errors import DeepspanError, InputError
 
 __all__ = ["RankFailedError", "all_gather", "dist_or_none", "gather_outcomes", "gather_to", "on_first_rank",
-           "rank_and_world"]
+           "rank_and_world", "run_everywhere"]
 
 
 class RankFailedError(DeepspanError, RuntimeError):
@@ -106,6 +106,20 @@ def gather_outcomes(fn: Callable[[], Any], group: Any, world: int, what: str) ->
     outcomes = all_gather(mine, group, world)
     _raise_failures(outcomes, local, what)
     return [o[1] for o in outcomes]
+
+
+def run_everywhere(fn: Callable[[], Any], group: Any, world: int, what: str) -> Any:
+    """Run ``fn()`` on every rank and return this rank's result; if it raised on any rank, raise on every rank.
+
+    Like :func:`gather_outcomes`, but only the outcome's status travels (a few bytes), not the result: for
+    local steps whose results stay local (this rank's features, its accumulators).
+    """
+    if world == 1:
+        return fn()
+    mine, local = _outcome(fn)
+    status = mine if mine[0] == "error" else ("ok", None)
+    _raise_failures(all_gather(status, group, world), local, what)
+    return mine[1]
 
 
 def on_first_rank(fn: Callable[[], Any], group: Any, rank: int, world: int, what: str) -> Any:

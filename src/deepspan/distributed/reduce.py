@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from deepspan.distributed._comm import all_gather, dist_or_none, gather_to, rank_and_world
 from deepspan.errors import InputError
-from deepspan.linalg.streaming import Accumulator
+from deepspan.linalg.streaming import Accumulator, AccumulatorBase
 
 __all__ = ["all_reduce", "reduce", "merge_states"]
 
@@ -49,6 +49,15 @@ def merge_states(cls: type[A], states: Sequence[Mapping[str, Any]], what: str = 
     return merged
 
 
+def _on_device_of(merged: A, acc: Any) -> A:
+    """``merged`` moved to the torch device ``acc``'s state is on (nothing to do for host state)."""
+    if isinstance(acc, AccumulatorBase) and isinstance(merged, AccumulatorBase):
+        device = acc._state_device()
+        if device is not None:
+            merged._to_device(device)
+    return merged
+
+
 def all_reduce(acc: A, group: Any = None) -> A:
     """The accumulator of all ranks' samples, on every rank (a collective: call it on every rank of ``group``).
 
@@ -57,9 +66,11 @@ def all_reduce(acc: A, group: Any = None) -> A:
     every rank and equals one pass over all samples up to float64 rounding (the merge of Chan, Golub and
     LeVeque 1979; shards differ from batches only in where the pairwise updates happen).
 
-    Returns a *new* accumulator whose state is host (numpy) float64; ``acc`` itself is not changed. It
-    keeps working as an accumulator (``update``, ``merge``, ``finalize``, ``state_dict``). When
-    torch.distributed is not initialised, or the group has one process, returns ``acc`` itself, unchanged.
+    Returns a *new* accumulator, float64, on the device ``acc``'s state is on (a GPU accumulator's result
+    stays on that GPU; host state stays numpy); ``acc`` itself is not changed -- to update it in place,
+    ``acc.load_state_dict(all_reduce(acc).state_dict())``. The result keeps working as an accumulator
+    (``update``, ``merge``, ``finalize``, ``state_dict``). When torch.distributed is not initialised, or
+    the group has one process, returns ``acc`` itself, unchanged.
 
     Memory: while merging, each rank holds every rank's state (world x the accumulator's size, e.g.
     world x d^2 float64 for a :class:`~deepspan.GramAccumulator`). A GramAccumulator's row-order fingerprint
@@ -77,7 +88,7 @@ def all_reduce(acc: A, group: Any = None) -> A:
     if world == 1:
         return acc
     states = all_gather(acc.state_dict(), group, world)  # type: ignore[attr-defined]
-    return merge_states(type(acc), states, "all_reduce")
+    return _on_device_of(merge_states(type(acc), states, "all_reduce"), acc)
 
 
 def reduce(acc: A, dst: int = 0, group: Any = None) -> A | None:
@@ -110,4 +121,4 @@ def reduce(acc: A, dst: int = 0, group: Any = None) -> A | None:
     states = gather_to(acc.state_dict(), dst, group, rank, world)  # type: ignore[attr-defined]
     if states is None:
         return None
-    return merge_states(type(acc), states, "reduce")
+    return _on_device_of(merge_states(type(acc), states, "reduce"), acc)

@@ -45,13 +45,19 @@ def _as_int(x: Any, name: str) -> int:
     return int(x)
 
 
-def shard(n_or_ids: Any, rank: int | None = None, world: int | None = None, *, group: Any = None) -> Shard:
+def shard(n_or_ids: Any, rank: int | None = None, world: int | None = None, *, group: Any = None,
+          align: int = 1) -> Shard:
     """This rank's contiguous slice of N samples: global indices ``[rank*N//world, (rank+1)*N//world)``.
 
     ``n_or_ids`` is N, or the N sample ids in global order (a 1-D sequence or array), whose slice is
     returned as ``ids``. Shard sizes differ by at most one (a rank may get no samples when N < world).
     Concatenating the shards of ranks 0, 1, ... gives the samples in global order, the order
     :func:`deepspan.distributed.pvector` puts u in.
+
+    ``align`` > 1 splits whole blocks of ``align`` samples instead (the last block may be shorter): with
+    B = ceil(N / align) blocks, rank r gets blocks ``[r*B//world, (r+1)*B//world)``. With ``align`` = the
+    batch size, every rank's batches are exactly batches of the single-process run (the same samples in
+    the same forward passes), which is how :func:`deepspan.extract` and the Tracker split a probe.
 
     ``rank`` and ``world`` default to this process's rank and the size of ``group`` (the default group)
     when torch.distributed is initialised, else to 0 and 1 (everything on one process).
@@ -72,9 +78,12 @@ def shard(n_or_ids: Any, rank: int | None = None, world: int | None = None, *, g
         r0, w0 = rank_and_world(group)
         rank = r0 if rank is None else rank
         world = w0 if world is None else world
-    rank, world = _as_int(rank, "rank"), _as_int(world, "world")
+    rank, world, align = _as_int(rank, "rank"), _as_int(world, "world"), _as_int(align, "align")
     if world < 1 or not 0 <= rank < world:
         raise InputError(f"need 0 <= rank < world with world >= 1, got rank={rank}, world={world}.")
-    start, stop = rank * n // world, (rank + 1) * n // world
+    if align < 1:
+        raise InputError(f"align must be a positive number of samples per block, got {align}.")
+    blocks = -(-n // align)
+    start, stop = min(n, rank * blocks // world * align), min(n, (rank + 1) * blocks // world * align)
     return Shard(rank, world, n, start, stop, np.arange(start, stop),
                  None if ids is None else ids[start:stop].copy())

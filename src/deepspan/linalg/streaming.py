@@ -216,6 +216,63 @@ class AccumulatorBase:
             raise InputError(f"{cls.__name__} state_dict[{key!r}] contains NaN/Inf; the saved state is corrupt.")
         return a
 
+    #: attributes holding float64 state that lives on the batches' device (numpy on the host, or torch tensors)
+    _DEVICE_SLOTS: tuple[str, ...] = ()
+
+    def _children(self) -> list["AccumulatorBase"]:
+        """Accumulators held by this one (attributes, or values of dict attributes), for device moves."""
+        out: list[AccumulatorBase] = []
+        for v in vars(self).values():
+            if isinstance(v, AccumulatorBase):
+                out.append(v)
+            elif isinstance(v, dict):
+                out.extend(x for x in v.values() if isinstance(x, AccumulatorBase))
+        return out
+
+    def _state_device(self) -> Any:
+        """The torch device of this accumulator's state, or ``None`` when it is on the host (numpy) or empty."""
+        for slot in self._DEVICE_SLOTS:
+            v = getattr(self, slot, None)
+            if _is_torch(v):
+                return v.device
+        for child in self._children():
+            dev = child._state_device()
+            if dev is not None:
+                return dev
+        return None
+
+    def _to_device(self, device: Any) -> None:
+        """Move the state to ``device`` (a torch device; ``None``: to the host as numpy), in place."""
+        for slot in self._DEVICE_SLOTS:
+            v = getattr(self, slot, None)
+            if v is None:
+                continue
+            if device is None:
+                setattr(self, slot, _to_numpy64(v))
+            else:
+                import torch
+
+                setattr(self, slot, v.to(device=device, dtype=torch.float64) if _is_torch(v)
+                        else torch.as_tensor(np.asarray(v, dtype=np.float64), device=device))
+        for child in self._children():
+            child._to_device(device)
+
+    def load_state_dict(self, d: Mapping[str, Any]) -> "AccumulatorBase":
+        """Replace this accumulator's state by ``d`` (a :meth:`state_dict` of the same kind), in place.
+
+        The state stays where this accumulator's was: on its torch device if it held tensors, else on the
+        host. With :func:`deepspan.distributed.all_reduce`: ``acc.load_state_dict(all_reduce(acc).state_dict())``
+        makes ``acc`` itself hold every rank's statistics (what ``extract(..., distributed=True)`` does).
+        Returns ``self``.
+        """
+        restored = type(self).from_state_dict(d)  # type: ignore[attr-defined]
+        device = self._state_device()
+        vars(self).clear()
+        vars(self).update(vars(restored))
+        if device is not None:
+            self._to_device(device)
+        return self
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_samples={self.n_samples})"
 
@@ -447,6 +504,8 @@ class GramAccumulator(AccumulatorBase):
     the same rows, and in the same order unless shards were merged (merges may come in any order).
     """
 
+    _DEVICE_SLOTS = ("_mean", "_scatter")
+
     def __init__(self) -> None:
         self._n = 0
         self._mean: Any = None
@@ -610,6 +669,8 @@ class CrossGramAccumulator(AccumulatorBase):
     ``state_dict()`` holds ``n_samples``, ``a.mean``, ``a.scatter``, ``b.mean``,
     ``b.scatter`` and ``cross_scatter`` (d_a x d_b).
     """
+
+    _DEVICE_SLOTS = ("_cross",)
 
     def __init__(self) -> None:
         self.a = GramAccumulator()

@@ -59,7 +59,9 @@ from deepspan._version import __version__
 from deepspan.errors import InputError
 from deepspan.features.featureset import FeatureSet, hash_sample_ids
 
-__all__ = ["POLICIES", "LayerInfo", "list_layers", "extract", "iterate_batches", "resolve_device"]
+__all__ = ["POLICIES", "LayerInfo", "list_layers", "extract", "extract_distributed", "gather_featureset",
+           "iterate_batches",
+           "resolve_device", "count_samples", "rows_of"]
 
 POLICIES = ("flatten", "gap", "channels")
 
@@ -498,6 +500,8 @@ def extract(
     stop_early: bool = True,
     progress: bool | None = None,
     checkpoint: str | None = None,
+    distributed: bool = False,
+    group: Any = None,
 ) -> FeatureSet:
     """Features of ``model`` at ``layers`` on ``data`` (see the module docstring for the conventions).
 
@@ -519,9 +523,38 @@ def extract(
     progress : show a progress bar (default: only on a terminal).
     checkpoint : a label recorded in the provenance.
 
+    distributed : inside a torch.distributed job (e.g. ``torchrun``), ``data`` is the whole sample set
+        and each rank extracts only its share (:func:`extract_distributed`): the returned FeatureSet
+        holds this rank's samples with their global ids, and every accumulator ends up holding the
+        statistics of *all* samples on every rank. Without an initialised process group (or in a group
+        of one) it changes nothing.
+    group : the process group for ``distributed`` (default: the whole job).
+
     Inputs are converted to the model's dtype only where that changes no value (module docstring);
-    a shape mismatch names the layer where the forward pass failed.
+    a shape mismatch names the layer where the forward pass failed. A ``DistributedDataParallel`` (or
+    ``DataParallel``) model is unwrapped to its ``module`` (layer names with or without the wrapper's
+    ``module.`` prefix; the FeatureSet keeps the names given), whose forward pass gives the same features
+    without the wrapper's collectives.
     """
+    if distributed:
+        return extract_distributed(model, data, layers, policy, select=select, batch_size=batch_size, device=device,
+                                   ids=ids, accumulators=accumulators, keep=keep,
+                                   positions_per_image=positions_per_image, seed=seed, stop_early=stop_early,
+                                   progress=progress, checkpoint=checkpoint, group=group)
+    return _extract(model, data, layers, policy, select=select, batch_size=batch_size, device=device, ids=ids,
+                    accumulators=accumulators, keep=keep, positions_per_image=positions_per_image, seed=seed,
+                    stop_early=stop_early, progress=progress, checkpoint=checkpoint)
+
+
+def _extract(model: nn.Module, data: Any, layers: Any, policy: Any, *, select: Any, batch_size: int, device: Any,
+             ids: Any, accumulators: Any, keep: bool, positions_per_image: int | None, seed: int, stop_early: bool,
+             progress: bool | None, checkpoint: str | None, first_index: int = 0,
+             extra_provenance: dict[str, Any] | None = None) -> FeatureSet:
+    """:func:`extract` on one process; ``first_index`` is the global index of the first sample of ``data``
+    (a rank's share in :func:`extract_distributed`: it seeds the sampled positions and names samples in errors)."""
+    given = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, (list, tuple)) else []
+    model, layers, policy, select, accumulators = _unwrap_parallel(model, layers, policy, select, accumulators)
+    as_given = {inner: name for inner, name in zip([layers] if isinstance(layers, str) else list(layers), given)}
     check_model(model)
     mods = _resolve_layers(model, layers)
     pol = policy if isinstance(policy, dict) else {name: policy for name in mods}
@@ -541,7 +574,7 @@ def extract(
     home = _model_device(model)
     was_training = model.training
     fired: dict[str, bool] = {}
-    start = 0
+    start = first_index
     labels_all: list[np.ndarray] = []
     current_labels: list[Any] = [None]
 
@@ -555,7 +588,7 @@ def extract(
             fired[name] = True
             check_finite_output(name, out, start)
             state[name].capture(out, start, current_labels[0])
-            if stop_early and start > 0 and len(fired) == len(state):
+            if stop_early and start > first_index and len(fired) == len(state):
                 raise _StopForward
 
         return hook
@@ -605,9 +638,10 @@ def extract(
         if home is not None:
             model.to(home)
         model.train(was_training)
-    if start == 0:
+    count = start - first_index
+    if count == 0:
         raise InputError("the data yielded no samples; nothing was extracted.")
-    sample_ids = sample_ids_for(known_ids, start)
+    sample_ids = sample_ids_for(known_ids, count)
     features = {}
     positions = {}
     for name, st in state.items():
@@ -615,7 +649,7 @@ def extract(
             features[name] = torch.cat(st.chunks).numpy()
         if st.pos_chunks:
             positions[name] = np.concatenate(st.pos_chunks)
-    labels = np.concatenate(labels_all) if labels_all and sum(map(len, labels_all)) == start else None
+    labels = np.concatenate(labels_all) if labels_all and sum(map(len, labels_all)) == count else None
     provenance = {
         "model": type(model).__name__,
         "checkpoint": checkpoint,
@@ -626,9 +660,211 @@ def extract(
         "seconds": round(time.time() - t0, 3),
         "deepspan_version": __version__,
         "torch_version": torch.__version__,
+        **(extra_provenance or {}),
     }
     used = {name: (pol.get(name) or "flatten") for name in mods}
+    if any(inner != name for inner, name in as_given.items()):  # a wrapper's names: keep the ones asked for
+        features, used, positions = ({as_given.get(k, k): v for k, v in d.items()} for d in (features, used, positions))
     return FeatureSet(features, sample_ids, hash_sample_ids(sample_ids), used, positions, labels, provenance)
+
+
+def count_samples(data: Any) -> int:
+    """How many samples ``data`` holds (anything :func:`extract` accepts whose length is known up front)."""
+    from torch.utils.data import DataLoader
+
+    if hasattr(data, "X") and hasattr(data, "ids") and not isinstance(data, (torch.Tensor, np.ndarray)):
+        return len(data.X)
+    source = data.dataset if isinstance(data, DataLoader) else data
+    try:
+        return len(source)
+    except TypeError:
+        raise InputError(
+            f"a distributed extraction splits the samples by position, so it needs their number up front, but "
+            f"{type(source).__name__} has no len(); pass a map-style Dataset, a tensor, an array or a "
+            f"deepspan.data.Dataset (or extract each rank's own part without distributed=True and reduce the "
+            f"accumulators with deepspan.distributed.all_reduce)."
+        ) from None
+
+
+def rows_of(data: Any, start: int, stop: int, ids: Any = None) -> tuple[Any, np.ndarray]:
+    """Samples ``start .. stop-1`` of ``data`` (in the order :func:`iterate_batches` yields them) as something
+    :func:`extract` accepts, and their ids (``ids``, else the data's ``ids``, else the global positions as
+    ``"start" .. "stop-1"``, the ids a whole-data extraction gives them).
+
+    A DataLoader is rebuilt over the same dataset's rows with its own batch size, collate function and
+    workers; only sequential loaders are accepted (as everywhere in :func:`extract`), and not ``drop_last``
+    (which batches are dropped would depend on the split).
+    """
+    from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler, Subset
+
+    def ids_for(known: Any) -> np.ndarray:
+        if known is None:
+            return np.arange(start, stop).astype(str)
+        known = np.asarray(known)
+        n = count_samples(data)
+        if known.ndim != 1 or len(known) != n:
+            raise InputError(f"{known.size} sample ids were given for {n} samples; pass one id per sample.")
+        return known[start:stop]
+
+    if hasattr(data, "X") and hasattr(data, "ids") and not isinstance(data, (torch.Tensor, np.ndarray)):
+        from types import SimpleNamespace
+
+        y = getattr(data, "y", None)
+        local_ids = ids_for(data.ids if ids is None else ids)
+        return SimpleNamespace(X=data.X[start:stop], y=None if y is None else y[start:stop], ids=local_ids), local_ids
+    if isinstance(data, DataLoader):
+        if not isinstance(data.sampler, SequentialSampler) or not isinstance(data.batch_sampler, BatchSampler):
+            raise InputError(
+                f"a distributed extraction splits a DataLoader by position, which needs a sequential one "
+                f"(shuffle=False, no custom sampler), got sampler {type(data.sampler).__name__}; pass the dataset "
+                f"itself, or a plain DataLoader over it.")
+        if data.drop_last:
+            raise InputError("the DataLoader has drop_last=True, so which samples are dropped would depend on how "
+                             "they are split across ranks; build it with drop_last=False.")
+        local_ids = ids_for(ids if ids is not None else getattr(data.dataset, "ids", None))
+        loader = DataLoader(Subset(data.dataset, range(start, stop)), batch_size=data.batch_size, shuffle=False,
+                            num_workers=data.num_workers, collate_fn=data.collate_fn, pin_memory=data.pin_memory)
+        return loader, local_ids
+    if isinstance(data, Dataset):
+        return Subset(data, range(start, stop)), ids_for(ids if ids is not None else getattr(data, "ids", None))
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        return data[start:stop], ids_for(ids)
+    iterate_batches(data)  # raises its own message for what extract cannot read
+    raise InputError(f"cannot take rows of {type(data).__name__}.")  # pragma: no cover
+
+
+def _unwrap_parallel(model: Any, *by_layer: Any) -> tuple[Any, ...]:
+    """A DistributedDataParallel / DataParallel model's inner module, and ``by_layer`` (layer names: a name, a
+    list of names, or a dict keyed by name) without the ``module.`` prefix the wrapper adds to its names.
+
+    The forward pass of such a wrapper may start collectives of its own (DDP's buffer broadcast), which ranks
+    extracting different numbers of batches would never match; the inner module computes the same features.
+    """
+    if not isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return (model, *by_layer)
+
+    def strip(name: Any) -> Any:
+        return name[len("module."):] if isinstance(name, str) and name.startswith("module.") else name
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            return strip(value)
+        if isinstance(value, dict):
+            return {strip(k): v for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+
+    return (model.module, *(fix(v) for v in by_layer))
+
+
+def extract_distributed(model: nn.Module, data: Any, layers: Any, policy: Any = None, *, group: Any = None,
+                        accumulators: dict[str, Any] | None = None, batch_size: int = 256, ids: Any = None,
+                        **kwargs: Any) -> FeatureSet:
+    """:func:`extract` with ``distributed=True``: each rank of a torch.distributed job extracts its share.
+
+    ``data`` is the *whole* sample set on every rank (the same on each). It is split by position with
+    :func:`deepspan.distributed.shard` in whole batches (``align=batch_size``, so every forward pass is one
+    of the single-process run's), each rank extracts its share, and then every accumulator in
+    ``accumulators`` is reduced across the ranks (:func:`deepspan.distributed.all_reduce`, the exact
+    pairwise merge in rank order) and loaded back in place on its own device (``load_state_dict``): on
+    every rank it then holds the statistics of all N samples -- the same numbers as a single pass, up to
+    float64 rounding, bitwise the same on every rank.
+
+    Returns this rank's FeatureSet: its samples with their *global* ids (the ids a single-process
+    extraction gives them), ``provenance["distributed"]`` = ``{rank, world, start, stop, n_total}``.
+    A rank with no samples (N < world x batch_size) returns ``None`` instead of a FeatureSet and still
+    takes part in the reduction. A failure on one rank (a bad batch, a layer that never fires) is raised
+    on every rank (:class:`deepspan.distributed.RankFailedError` on the others) before any reduction, so
+    no rank waits for one that stopped. A ``DistributedDataParallel`` model is unwrapped (its ``module``;
+    layer names may keep or drop the ``module.`` prefix), because its forward pass would start collectives
+    of its own. Without an initialised process group (or in a group of one) this is :func:`extract`.
+
+    Memory: each rank holds its own share's features (with ``keep``) and, during the reduction, every
+    rank's accumulator states (world x d^2 float64 for a Gram accumulator of width d).
+    """
+    from deepspan.distributed._comm import rank_and_world, run_everywhere
+    from deepspan.distributed.reduce import all_reduce
+    from deepspan.distributed.shard import shard
+    from deepspan.linalg.streaming import AccumulatorBase
+
+    rank, world = rank_and_world(group)
+    if world == 1:
+        return _extract(model, data, layers, policy, batch_size=batch_size, ids=ids, accumulators=accumulators,
+                        **kwargs)
+    flat = [a for v in (accumulators or {}).values() for a in (v if isinstance(v, (list, tuple)) else [v])]
+    for acc in flat:
+        if not isinstance(acc, AccumulatorBase):
+            raise InputError(f"a distributed extraction reduces each accumulator in place, which needs a deepspan "
+                             f"accumulator (an AccumulatorBase with load_state_dict), got {type(acc).__name__}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
+
+    def local() -> FeatureSet | None:
+        n = count_samples(data)
+        from torch.utils.data import DataLoader
+
+        align = data.batch_size if isinstance(data, DataLoader) and data.batch_size else batch_size
+        part = shard(n, rank, world, align=align)
+        local_data, local_ids = rows_of(data, part.start, part.stop, ids)
+        if len(part) == 0:
+            return None
+        where = {"rank": rank, "world": world, "start": part.start, "stop": part.stop, "n_total": n}
+        return _extract(model, local_data, layers, policy, batch_size=batch_size, ids=local_ids,
+                        accumulators=accumulators, first_index=part.start, extra_provenance={"distributed": where},
+                        **kwargs)
+
+    fs = run_everywhere(local, group, world, "deepspan.extract (distributed)")
+    for acc in flat:
+        reduced = all_reduce(acc, group)  # on acc's device
+        vars(acc).clear()
+        vars(acc).update(vars(reduced))
+    return fs
+
+
+def gather_featureset(local: FeatureSet | None, dst: int = 0, group: Any = None) -> FeatureSet | None:
+    """Every rank's FeatureSet (from :func:`extract_distributed`) as one, on rank ``dst``; ``None`` elsewhere.
+
+    A collective (call it on every rank): the shares are gathered with ``torch.distributed.gather_object``
+    and concatenated in rank order -- the global sample order of the split -- layer by layer, with their
+    ids, labels and (``channels`` layers) positions; ranks that held no samples pass ``None``. On ``dst``
+    the result is the FeatureSet a single-process :func:`extract` of all samples gives (the same rows, ids
+    and sample hash), holding all N rows in memory there. Without a process group (or in a group of one) it
+    returns ``local``. ``dst`` is a global rank, as in :func:`deepspan.distributed.reduce`.
+    """
+    from deepspan.distributed._comm import dist_or_none, gather_to, rank_and_world
+
+    rank, world = rank_and_world(group)
+    if world == 1:
+        return local
+    dist = dist_or_none()
+    members = list(range(world)) if group is None else [int(dist.get_global_rank(group, r)) for r in range(world)]
+    if isinstance(dst, bool) or not isinstance(dst, int) or dst not in members:
+        raise InputError(f"dst={dst!r} is not a (global) rank of the group, whose ranks are {members}.")
+    parts = gather_to(local, dst, group, rank, world)
+    if parts is None:
+        return None
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        raise InputError("no rank held any samples; nothing was extracted.")
+    first = parts[0]
+    layers = first.layers
+    for p in parts:
+        if p.layers != layers:
+            raise InputError(f"the ranks extracted different layers ({layers} and {p.layers}); call extract with "
+                             f"the same layers on every rank.")
+    positions = {}
+    for layer in first.positions:
+        positions[layer] = np.concatenate([p.positions[layer] for p in parts])
+    labels = None
+    if all(p.labels is not None for p in parts):
+        labels = np.concatenate([p.labels for p in parts])
+    ids = np.concatenate([p.sample_ids for p in parts])
+    provenance = {**first.provenance, "distributed": {"world": world, "n_total": sum(p.n_samples for p in parts),
+                                                      "gathered_on": dst}}
+    provenance["seconds"] = max(float(p.provenance.get("seconds") or 0.0) for p in parts)
+    return FeatureSet({layer: np.concatenate([p.features[layer] for p in parts]) for layer in layers}, ids,
+                      hash_sample_ids(ids), dict(first.policy), positions, labels, provenance)
 
 
 def _all_finite(t: torch.Tensor) -> bool:

@@ -99,6 +99,20 @@ class Tracker:
     references : name -> P-vector (``PVector`` or a length-N vector) to measure angles to.
     data_pvector : also record the angle to the probe inputs' P-vector.
     out_dir : where to write ``rows.csv``, ``rows.json`` and the kept u vectors; resumes a run there.
+    distributed : ``None`` (default): distributed when torch.distributed is initialised with more than one
+        process (in ``group``, default the whole job); ``False``: this process alone (e.g. a Tracker used
+        on rank 0 only); ``True``: as ``None``.
+
+    Inside a torch.distributed job (DDP training under ``torchrun``, Lightning's DDP strategy) the same code
+    works unchanged, on every rank: pass the whole probe on each rank (the same one) and call ``step`` on
+    every rank. Each step, each rank extracts only its share of the probe (whole batches, in order:
+    :func:`deepspan.extract` with ``distributed=True``), the shares are gathered on rank 0, which computes
+    exactly what a single process computes and alone writes ``out_dir``; the rows and vectors are broadcast,
+    so every rank returns and holds the same table (``series``, ``angle``, ... work everywhere). Rank 0's
+    table decides which labels are already recorded. Memory: each rank holds its share's features during
+    a step, rank 0 all N probe rows (as a single process does). A failure on any rank is raised on every
+    rank. A ``DistributedDataParallel``-wrapped model is unwrapped for the forward passes; layer names may
+    keep its ``module.`` prefix.
     """
 
     def __init__(
@@ -122,7 +136,12 @@ class Tracker:
         spectrum_layer: str | None = None,
         output_layer: str | None = None,
         classifier: str | None = None,
+        distributed: bool | None = None,
+        group: Any = None,
     ) -> None:
+        if distributed not in (None, True, False):
+            raise InputError(f"distributed must be None (follow torch.distributed), True or False, got {distributed!r}.")
+        self.distributed, self.group = distributed, group
         self.model = model
         self.probe = probe
         self.layers = [layers] if isinstance(layers, str) else list(layers)
@@ -253,6 +272,10 @@ class Tracker:
 
         ``label`` defaults to ``e<epoch>`` or ``e<epoch>-i<iteration>``. A label
         already recorded (a resumed run) is skipped and returns no rows.
+
+        Inside a torch.distributed job (see the class docstring) this is a collective: call it on every
+        rank, with the same label; each rank extracts its share of the probe, rank 0 computes and writes,
+        and every rank returns (and keeps) the same rows.
         """
         model = model if model is not None else self.model
         if model is None:
@@ -263,12 +286,57 @@ class Tracker:
             else:
                 label = "-".join(p for p in (f"e{epoch}" if epoch is not None else "",
                                              f"i{iteration}" if iteration is not None else "") if p)
-        if label in self.meta:
+        rank, world = self._rank_and_world()
+        if world == 1:
+            if label in self.meta:
+                return []
+            fs = extract(model, self.probe, self._wanted(), self.policy, **self._extract_kwargs(label))
+            added, new_U = self._measure(label, epoch, iteration, model, fs)
+            self._commit(label, epoch, iteration, added, new_U, write=True)
+            return added
+        return self._step_distributed(label, epoch, iteration, model, rank, world)
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        """(rank, world) of the job this Tracker runs in: (0, 1) unless it is distributed (class docstring)."""
+        if self.distributed is False:
+            return 0, 1
+        from deepspan.distributed import rank_and_world
+
+        return rank_and_world(self.group)
+
+    def _wanted(self) -> list[str]:
+        return list(dict.fromkeys(self.layers + [x for x in (self.spectrum_layer, self.output_layer) if x]))
+
+    def _extract_kwargs(self, label: str) -> dict[str, Any]:
+        return dict(select=self.select, batch_size=self.batch_size, device=self.device,
+                    positions_per_image=self.positions_per_image, seed=self.seed, checkpoint=label, progress=False)
+
+    def _step_distributed(self, label: str, epoch: int | None, iteration: int | None, model: nn.Module,
+                          rank: int, world: int) -> list[dict[str, Any]]:
+        """One step in a job of ``world`` ranks: shares extracted, gathered on rank 0, measured there, broadcast."""
+        from deepspan.distributed._comm import on_first_rank
+        from deepspan.features.extract import gather_featureset
+
+        what = f"Tracker.step({label!r})"
+        if on_first_rank(lambda: label in self.meta, self.group, rank, world, what):  # rank 0's table decides
             return []
-        wanted = list(dict.fromkeys(self.layers + [x for x in (self.spectrum_layer, self.output_layer) if x]))
-        fs = extract(model, self.probe, wanted, self.policy, select=self.select, batch_size=self.batch_size,
-                     device=self.device, positions_per_image=self.positions_per_image, seed=self.seed,
-                     checkpoint=label, progress=False)
+        local = extract(model, self.probe, self._wanted(), self.policy, distributed=True, group=self.group,
+                        **self._extract_kwargs(label))
+        full = gather_featureset(local, group=self.group)  # rank 0 only
+
+        def measure_and_write() -> tuple[list[dict[str, Any]], dict[tuple[str, bool], np.ndarray]]:
+            added, new_U = self._measure(label, epoch, iteration, model, full)
+            self._commit(label, epoch, iteration, added, new_U, write=True)
+            return added, new_U
+
+        added, new_U = on_first_rank(measure_and_write, self.group, rank, world, what)
+        if rank != 0:
+            self._commit(label, epoch, iteration, added, new_U, write=False)
+        return added
+
+    def _measure(self, label: str, epoch: int | None, iteration: int | None, model: nn.Module,
+                 fs: Any) -> tuple[list[dict[str, Any]], dict[tuple[str, bool], np.ndarray]]:
+        """The rows of one checkpoint from its probe features, and the kept vectors per (layer, centering)."""
         if fs.sample_hash != self.sample_hash:
             raise SampleMismatchError("the probe yielded different samples than at construction; keep the probe fixed.")
         prev = self.order[-1] if self.order else None
@@ -302,7 +370,12 @@ class Tracker:
         if self.spectrum_layer is not None:
             for quantity, value in self._spectrum_rows(model, fs):
                 row(self.spectrum_layer, self.center, quantity, value)
-        if self.out_dir is not None:  # vectors first; the table below commits the step
+        return added, new_U
+
+    def _commit(self, label: str, epoch: int | None, iteration: int | None, added: list[dict[str, Any]],
+                new_U: dict[tuple[str, bool], np.ndarray], write: bool) -> None:
+        """Keep one checkpoint's rows and vectors; with ``write`` (and ``out_dir``) write them, the table last."""
+        if write and self.out_dir is not None:  # vectors first; the table below commits the step
             if not self.order:
                 for name, u in self._reference_items():
                     atomic_save_npy(self.out_dir / "refs" / self._u_name("ref", name), u)
@@ -318,8 +391,8 @@ class Tracker:
         self.order.append(label)
         self.meta[label] = (epoch, iteration)
         self.rows.extend(added)
-        self._write()
-        return added
+        if write:
+            self._write()
 
     def _spectra(self, feats: Any) -> dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
         """Per centering: (U: N x n_vectors, top-k singular values, cumulative energy r_k, sigma_2/sigma_1)."""
@@ -345,6 +418,9 @@ class Tracker:
         from deepspan.measures.collapse import neural_collapse
         from deepspan.measures.spectrum import REGIMES, feature_spectrum
 
+        from deepspan.features.extract import _unwrap_parallel
+
+        (model,) = _unwrap_parallel(model)
         if fs.labels is None:
             raise InputError("spectrum tracking needs labels: use a probe that carries them (a deepspan Dataset, "
                              "or a DataLoader yielding (x, y)).")
@@ -363,7 +439,11 @@ class Tracker:
             rows.append(("pi_C", sp.regime_numbers["pi_C"]))
         W = None
         if self.classifier:
-            W = dict(model.named_modules())[self.classifier].weight.detach().cpu().numpy()
+            modules = dict(model.named_modules())
+            W = modules.get(self.classifier, modules.get(self.classifier.removeprefix("module.")))
+            if W is None:
+                raise InputError(f"classifier {self.classifier!r} is not a module of {type(model).__name__}.")
+            W = W.weight.detach().cpu().numpy()
         nc = neural_collapse(Phi, fs.labels, W=W, predictions=out)
         rows += [("nc1", nc.nc1), ("nc2_equinorm", nc.nc2_equinorm), ("nc2_equiangle", nc.nc2_equiangle),
                  ("nc2_maxangle", nc.nc2_maxangle)]
@@ -476,8 +556,13 @@ class Tracker:
         by = {r["checkpoint"]: r["value"] for r in self.table(quantity, layer, center)}
         return [by[label] for label in self.order if label in by]
 
+    def _model_name(self) -> str | None:
+        from deepspan.features.extract import _unwrap_parallel
+
+        return None if self.model is None else type(_unwrap_parallel(self.model)[0]).__name__
+
     def _write(self, final: str | None = None) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or self._rank_and_world()[0] != 0:  # in a distributed job, rank 0 writes
             return
         # "\r\n": the csv module's default line ending, which rows.csv has always had
         atomic_write_csv(self.out_dir / "rows.csv", self.rows, ROW_FIELDS, lineterminator="\r\n")
@@ -485,7 +570,7 @@ class Tracker:
             "format": "deepspan.Tracker/1",
             "provenance": {
                 "deepspan_version": __version__,
-                "model": type(self.model).__name__ if self.model is not None else None,
+                "model": self._model_name(),
                 "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "final": final,
             },
@@ -511,8 +596,9 @@ def track_checkpoints(series: Any, probe: Any, layers: Any, *, finalize: bool = 
     if tracker.out_dir is not None:  # only a folder needs to know which weights its labels stood for
         check_checkpoint_list(tracker.out_dir, tracker.order, tracker.checkpoint_ids, series)
         digests = series.digests()
+    alone = tracker._rank_and_world()[1] == 1
     for i, ckpt in enumerate(series.checkpoints):
-        if ckpt.label in tracker:
+        if ckpt.label in tracker and alone:  # in a distributed job, step() asks rank 0's table (a collective)
             continue
         if digests is not None:
             tracker.checkpoint_ids[ckpt.label] = {

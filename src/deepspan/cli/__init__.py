@@ -24,9 +24,12 @@ import click
 
 from deepspan import __version__
 from deepspan.cli import compare, demo, layers, pvector, reproduce, track
-from deepspan.cli.options import user_errors
+from deepspan.cli.options import torchrun_world, user_errors
 
-__all__ = ["main"]
+__all__ = ["main", "SPLIT_COMMANDS"]
+
+#: The commands that run under ``torchrun --nproc_per_node K``, splitting their forward passes (the others refuse).
+SPLIT_COMMANDS = ("compare", "track")
 
 
 class _Group(click.Group):
@@ -36,6 +39,19 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         with user_errors():  # the same conversion the commands use around their own calls
             return super().invoke(ctx)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """The command; under torchrun only the commands that split their work across the processes run."""
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None and cmd.name not in SPLIT_COMMANDS and torchrun_world() > 1:
+            import os
+
+            if os.environ.get("RANK", "0") != "0":
+                raise click.exceptions.Exit(1)
+            raise click.ClickException(
+                f"deepspan {cmd.name} runs in one process; start it without torchrun (under torchrun, "
+                f"{' and '.join(SPLIT_COMMANDS)} split their forward passes across the processes).")
+        return name, cmd, rest
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

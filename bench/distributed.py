@@ -12,8 +12,9 @@ rank can generate exactly its own shard and nothing holds all the data. They are
 
 Both results go through ``deepspan.pvector_from_stats``; the scatter matrices and the singular values
 must agree to 1e-12 relative (PASS/FAIL). Also printed: the all_reduce's own time on the ranks (max over
-ranks) and the bytes one rank sends -- ``len(pickle.dumps(acc.state_dict()))`` -- measured at d = 512 and
-computed the same way (one small batch of width d) for d = 2,048 and 8,192.
+ranks) and what one reduction moves: the pickled small state every rank gathers and the d x d float64
+scatter summed by one ring all_reduce, for this d and for d = 2,048 and 8,192 (run with ``--d 2048`` or
+``--d 8192`` and fewer ``--rows`` to time the reduction itself at those widths).
 
 Times are wall-clock seconds from one run, generation of the chunks included in both routes; (b) is
 timed on the ranks from a barrier to the end of the reduction (max over ranks; a second barrier before
@@ -85,9 +86,8 @@ def worker(rank: int, world: int, port: int, rows: int, d: int, chunk: int, out:
         t1b = time.perf_counter()
         merged = dd.all_reduce(acc)
         t2 = time.perf_counter()
-        state = acc.state_dict()
         info = {"rank": rank, "rows": acc.n_samples, "stream_s": t1 - t0, "wait_s": t1b - t1, "reduce_s": t2 - t1b,
-                "total_s": t2 - t0, "bytes": len(pickle.dumps(state)), "threads": torch.get_num_threads()}
+                "total_s": t2 - t0, "threads": torch.get_num_threads()}
         infos = [None] * world
         dist.all_gather_object(infos, info)
         if rank == 0:
@@ -103,10 +103,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def state_bytes(d: int) -> int:
+def state_bytes(d: int) -> tuple[int, int]:
+    """(the pickled small state every rank gathers: counts, mean, row fingerprint; the summed d x d float64)."""
     acc = deepspan.GramAccumulator()
     acc.update(np.random.default_rng(0).standard_normal((4, d)).astype(np.float32))
-    return len(pickle.dumps(acc.state_dict()))
+    state = acc.state_dict()
+    small = {k: v for k, v in state.items() if k != "scatter"}
+    return len(pickle.dumps(small)), int(state["scatter"].nbytes)
 
 
 def rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -171,12 +174,13 @@ def main() -> None:
 
     # the reduction's cost
     print(f"reduction: all_reduce alone {t_red:.3f} s (max over ranks), {t_red / t_b:.2%} of (b)")
-    print(f"bytes one rank sends (len(pickle.dumps(acc.state_dict()))): d = {d}: {infos[0]['bytes']:,} (measured)")
-    for dd_ in (2048, 8192):
-        if dd_ != d:
-            b = state_bytes(dd_)
-            print(f"    d = {dd_:,}: {b:,} bytes ({b / 2**20:.1f} MiB; d^2 float64 = {dd_ * dd_ * 8 / 2**20:.1f} MiB)")
-    print(f"    each rank receives (world - 1) x that and holds world x that while merging")
+    print("what one reduction moves per rank: the small state (count, mean, row fingerprint) to every rank, and "
+          "the d x d float64 scatter through one ring all_reduce, about 2 (world - 1) / world x its size sent")
+    for dd_ in sorted({d, 2048, 8192}):
+        small, big = state_bytes(dd_)
+        ring = 2 * (world - 1) / world * big
+        print(f"    d = {dd_:,}: small state {small:,} bytes; scatter {big:,} bytes ({big / 2**20:.1f} MiB); "
+              f"sent by one rank in the ring, world = {world}: {ring / 2**20:.1f} MiB")
 
 
 if __name__ == "__main__":

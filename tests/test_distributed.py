@@ -114,6 +114,16 @@ def worker_main() -> None:
     part = dd.shard(world - 1)
     assert len(part) == (0 if rank == 0 else 1)
     res["empty_rank"] = dd.all_reduce(deepspan.GramAccumulator().update(A[part.slice])).finalize()
+    # classes held by some ranks only: sorted labels, so contiguous shards hold different classes
+    labels = np.arange(len(A)) * 6 // len(A)
+    part = dd.shard(len(A))
+    res["class_split"] = dd.all_reduce(deepspan.ClassStatsAccumulator().update(A[part.slice], labels[part.slice]))
+    res["class_split"] = (res["class_split"].finalize(), dd.reduce(
+        deepspan.ClassStatsAccumulator().update(A[part.slice], labels[part.slice]), dst=world - 1))
+    res["class_split"] = (res["class_split"][0], None if res["class_split"][1] is None else
+                          res["class_split"][1].finalize())
+    # an accumulator of the user's own (not a deepspan class): gathered whole and merged in rank order
+    res["user_acc"] = dd.all_reduce(SumAccumulator().update(A[part.slice])).finalize()
     # ranks reducing different kinds: refused on every rank
     other = deepspan.GramAccumulator() if rank == 0 else deepspan.CrossGramAccumulator()
     res["mixed_kinds"] = _caught(lambda: dd.all_reduce(other))
@@ -176,6 +186,39 @@ def _fail_job(job: str, out: Path, rank: int, world: int) -> None:
     (out / f"waiting{rank}").write_text(repr(time.time()))
     dd.all_reduce(acc)
     (out / f"returned{rank}").write_text("all_reduce returned although a rank never joined")
+
+
+class SumAccumulator:
+    """A user's accumulator (the protocol only, not a deepspan class): row count and column sums."""
+
+    def __init__(self, n: int = 0, total=None) -> None:
+        self.n, self.total = n, total
+
+    @property
+    def n_samples(self) -> int:
+        return self.n
+
+    def update(self, batch):
+        x = np.asarray(batch, dtype=np.float64)
+        self.n += len(x)
+        self.total = x.sum(0) if self.total is None else self.total + x.sum(0)
+        return self
+
+    def merge(self, other):
+        self.n += other.n
+        if other.total is not None:
+            self.total = other.total if self.total is None else self.total + other.total
+        return self
+
+    def finalize(self):
+        return self.n, self.total
+
+    def state_dict(self):
+        return {"kind": "SumAccumulator", "n": self.n, "total": self.total}
+
+    @classmethod
+    def from_state_dict(cls, d):
+        return cls(d["n"], d["total"])
 
 
 # --- the launcher (runs in the test process) ------------------------------------------------------
@@ -275,6 +318,25 @@ def test_reduce_gives_dst_the_all_reduce_result_and_others_none(job, name):
             else:
                 assert res[key] is None
         assert_states_equal(res[f"unchanged_after_reduce/{name}"], res[f"unchanged/{name}"][0])
+
+
+def test_classes_on_some_ranks_only_and_a_users_accumulator(job):
+    world, results = job
+    A = features(n_samples(world))[0]
+    labels = np.arange(len(A)) * 6 // len(A)
+    ref = deepspan.ClassStatsAccumulator().update(A, labels).finalize()
+    for res in results:
+        got, reduced = res["class_split"]
+        assert got.classes.tolist() == list(range(6))
+        np.testing.assert_array_equal(got.counts, ref.counts)
+        np.testing.assert_allclose(got.means, ref.means, rtol=1e-12)
+        np.testing.assert_allclose(got.scatters, ref.scatters, rtol=1e-12, atol=1e-9)
+        if res["rank"] == world - 1:
+            np.testing.assert_allclose(reduced.scatters, ref.scatters, rtol=1e-12, atol=1e-9)
+        else:
+            assert reduced is None
+        n, total = res["user_acc"]
+        assert n == len(A) and np.allclose(total, A.sum(0), rtol=1e-12)
 
 
 def test_a_rank_without_samples_and_mixed_kinds(job):

@@ -369,6 +369,33 @@ def test_cli_under_torchrun_matches_one_process(tmp_path, command):
             assert np.array_equal(np.load(tmp_path / "two" / "u" / name), np.load(tmp_path / "one" / "u" / name))
 
 
+def test_the_readme_script_computes_the_angle_on_two_processes(tmp_path):
+    """The README's ~10-line script, as printed there, on 2 torchrun processes: the single-process angle."""
+    import re
+
+    readme = (TESTS_DIR.parent / "README.md").read_text()
+    script = re.search(r"```python\n(# angle\.py -- run with: torchrun.*?)```", readme, re.S).group(1)
+    assert len([line for line in script.splitlines() if line and not line.startswith("#")]) <= 13
+    (tmp_path / "angle.py").write_text(script)
+    from deepspan.zoo.models import MLP
+
+    nets = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        nets.append(MLP())
+        torch.save(nets[-1].state_dict(), tmp_path / f"{'ab'[seed]}.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", str(_free_port()), "angle.py", "a.pt", "b.pt"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout + run.stderr
+    probe = deepspan.data.load("digits", "test")
+    fa, fb = (deepspan.extract(net, probe, "relu2") for net in nets)
+    want = deepspan.angle(deepspan.pvector(fa["relu2"]), deepspan.pvector(fb["relu2"]))
+    assert 1.0 < want < 89.0
+    assert run.stdout == f"P-vector angle at relu2: {want:.4f} degrees\n"  # printed once, by rank 0
+
+
 def test_cli_commands_that_do_not_split_refuse_torchrun(monkeypatch):
     from click.testing import CliRunner
 
@@ -427,6 +454,18 @@ def test_shard_align_splits_whole_blocks():
     assert [(p.start, p.stop) for p in (shard(300, r, 2, align=64) for r in range(2))] == [(0, 128), (128, 300)]
     with pytest.raises(deepspan.InputError, match="align must be a positive"):
         shard(10, 0, 2, align=0)
+
+
+def test_extraction_shares_are_whole_batches_unless_ranks_would_idle():
+    from deepspan.features.extract import share
+
+    def spans(n, world, batch):
+        return [(p.start, p.stop) for p in (share(n, r, world, batch) for r in range(world))]
+
+    assert spans(300, 2, 64) == [(0, 128), (128, 300)]
+    assert spans(297, 2, 256) == [(0, 256), (256, 297)]  # the README script: whole batches
+    assert spans(300, 3, 256) == [(0, 100), (100, 200), (200, 300)]  # 2 batches for 3 ranks: 100 each
+    assert spans(2, 3, 256) == [(0, 0), (0, 1), (1, 2)]  # fewer samples than ranks: one rank has none
 
 
 def test_load_state_dict_replaces_state_in_place_and_keeps_the_device():

@@ -6,9 +6,9 @@ merge (Chan, Golub and LeVeque 1979). This package reduces them across the proce
 ``torch.distributed`` process group (gloo on CPUs, NCCL on GPUs):
 
 * :func:`all_reduce` / :func:`reduce` -- any accumulator, through ``state_dict`` / ``from_state_dict`` /
-  ``merge``: every rank's state is gathered (``all_gather_object`` / ``gather_object``) and merged in
-  rank order, so the result is bitwise the same on every rank and equals one pass over all samples up
-  to float64 rounding;
+  ``merge``: every rank's state merged in rank order (for the Gram family: small states gathered, the big
+  matrices summed by one tensor all_reduce), so the result is bitwise the same on every rank and equals
+  one pass over all samples up to float64 rounding;
 * :func:`shard` -- this rank's contiguous slice of N samples, with global indices and ids;
 * :func:`pvector` -- the full P-vector u (length N, global sample order) on every rank, equal to
   ``deepspan.pvector`` of the stacked features (two passes over the local batches);
@@ -23,10 +23,12 @@ under ``torchrun``.
 Not initialised, or a group of one process: ``all_reduce`` / ``reduce`` return the accumulator itself,
 ``shard`` gives everything to rank 0, ``pvector`` / ``angle`` are the single-process streamed routes.
 
-What is sent: ``state_dict()`` copies device state to host numpy; torch's object collectives pickle it
-and ship the bytes (for NCCL through a byte tensor on ``torch.cuda.current_device()``: call
-``torch.cuda.set_device(local_rank)`` first). Each rank holds world x (d x d float64) per reduced Gram
-accumulator during the merge (only ``dst`` does, for :func:`reduce`).
+What is sent: ``state_dict()`` copies device state to host numpy. The small parts travel with torch's
+object collectives (pickled; for NCCL through a byte tensor on ``torch.cuda.current_device()``: call
+``torch.cuda.set_device(local_rank)`` first); the d x d float64 matrices of the Gram family in one tensor
+``all_reduce`` (on the current GPU with NCCL), about 2 (world - 1) / world x their size sent per rank in a
+ring. The result goes back to the accumulator's device. Accumulators outside the Gram family are gathered
+whole: each rank then holds world states while merging (only ``dst`` does, for :func:`reduce`).
 
 Failures and timeouts. Errors inside these functions' local steps (a bad batch, a second pass with other
 samples, ids on two ranks) are gathered and raised on *every* rank: the failing rank raises its own

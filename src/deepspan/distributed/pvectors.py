@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from deepspan.distributed._comm import gather_outcomes, on_first_rank, rank_and_world
-from deepspan.distributed.reduce import merge_states
+from deepspan.distributed._comm import all_gather, gather_outcomes, on_first_rank, rank_and_world, run_everywhere
+from deepspan.distributed.reduce import all_reduce
 from deepspan.distributed.shard import Shard
 from deepspan.errors import InputError, SampleMismatchError
 from deepspan.linalg.checks import check_same_samples
@@ -174,8 +174,8 @@ def pvector(local_batches: Any, local_ids: Any, center: bool = False, group: Any
     is the concatenation of ranks 0, 1, ... unless ``local_indices`` (or a Shard) give every local sample's
     global position (e.g. for a round-robin split; they must form a permutation of 0..N-1).
 
-    Steps: (1) ``GramAccumulator.update`` over the local batches; all ranks' states gathered and merged in
-    rank order (:func:`all_reduce`); (2) ``pvector_from_stats`` on the first rank of the group, v_1 and
+    Steps: (1) ``GramAccumulator.update`` over the local batches, reduced across the ranks
+    (:func:`all_reduce`: the pairwise merge in rank order); (2) ``pvector_from_stats`` on the first rank of the group, v_1 and
     sigma_1 broadcast (so every rank uses bitwise the same v); (3) the local piece
     u_r = (F_r - 1 mu^T) v / sigma (mu = the reduced mean, only when ``center``); (4) the pieces and their
     ids/indices all-gathered, put in global order, the sign rule (:func:`deepspan.linalg.orient_signs`:
@@ -192,21 +192,21 @@ def pvector(local_batches: Any, local_ids: Any, center: bool = False, group: Any
     ids, indices = _local_ids(local_ids, local_indices)
     center = bool(center)
 
-    def first_pass() -> dict[str, Any]:
+    def first_pass() -> GramAccumulator:
         acc = GramAccumulator()
         for batch in source():
             acc.update(batch)
         _check_local_count(acc.n_samples, ids, indices)
-        return acc.state_dict()
+        return acc
 
-    states = gather_outcomes(first_pass, group, world, "deepspan.distributed.pvector (first pass)")
-    merged = merge_states(GramAccumulator, states, "deepspan.distributed.pvector")
+    local = run_everywhere(first_pass, group, world, "deepspan.distributed.pvector (first pass)")
+    merged = all_reduce(local, group)
     _check_some_samples(merged.n_samples, world, "deepspan.distributed.pvector")
     stats = merged.finalize()  # the same on every rank: an empty sample set fails everywhere alike
     p: PVector = on_first_rank(lambda: pvector_from_stats(stats, center, n_values), group, rank, world,
                                "deepspan.distributed.pvector (spectrum)")
     shift = float(stats.mean @ p.v) if center else 0.0
-    mine = states[rank]
+    mine = {"row_order": local._order.state(), "n_samples": local.n_samples}
 
     def second_pass() -> tuple[np.ndarray, list[Any] | None, np.ndarray | None]:
         first = RowOrderSketch.from_state(mine["row_order"], None)
@@ -257,7 +257,7 @@ def angle(local_a: Any, local_b: Any, local_ids: Any, center: bool = False, grou
     models (any widths): 2-D arrays/tensors, collections of batches, callables returning iterators, or --
     one pass only -- plain iterators/generators; their batches are taken pairwise (equal row counts, and
     the same number of batches). One pass: :class:`~deepspan.CrossGramAccumulator` over the local batches,
-    all ranks' states gathered and merged in rank order (as :func:`all_reduce`), then
+    reduced across the ranks (:func:`all_reduce`), the ranks' ids and indices gathered and checked, then
     :func:`~deepspan.pvector_angle_from_stats` on the group's first rank, broadcast, so every rank returns
     the same float.
 
@@ -275,7 +275,7 @@ def angle(local_a: Any, local_b: Any, local_ids: Any, center: bool = False, grou
     source_b = _batch_source(local_b, "local_b", passes=1)
     ids, indices = _local_ids(local_ids, local_indices)
 
-    def one_pass() -> tuple[dict[str, Any], list[Any] | None, np.ndarray | None]:
+    def one_pass() -> CrossGramAccumulator:
         acc = CrossGramAccumulator()
         for k, (a, b) in enumerate(itertools.zip_longest(source_a(), source_b(), fillvalue=_END)):
             if a is _END or b is _END:
@@ -284,11 +284,13 @@ def angle(local_a: Any, local_b: Any, local_ids: Any, center: bool = False, grou
                                           f"pass the two models' features of the same batches.")
             acc.update(a, b)
         _check_local_count(acc.n_samples, ids, indices)
-        return acc.state_dict(), ids, indices
+        return acc
 
-    outs = gather_outcomes(one_pass, group, world, "deepspan.distributed.angle")
-    _global_order([(np.zeros(o[0]["n_samples"]), o[1], o[2]) for o in outs], "deepspan.distributed.angle")
-    merged = merge_states(CrossGramAccumulator, [o[0] for o in outs], "deepspan.distributed.angle")
+    local = run_everywhere(one_pass, group, world, "deepspan.distributed.angle")
+    outs = all_gather((local.n_samples, ids, indices), group, world) if world > 1 else [(local.n_samples, ids,
+                                                                                         indices)]
+    _global_order([(np.zeros(o[0]), o[1], o[2]) for o in outs], "deepspan.distributed.angle")
+    merged = all_reduce(local, group)
     _check_some_samples(merged.n_samples, world, "deepspan.distributed.angle")
     return float(on_first_rank(lambda: pvector_angle_from_stats(merged.finalize(), bool(center)), group, rank,
                                world, "deepspan.distributed.angle"))

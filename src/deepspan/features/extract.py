@@ -758,6 +758,16 @@ def _unwrap_parallel(model: Any, *by_layer: Any) -> tuple[Any, ...]:
     return (model.module, *(fix(v) for v in by_layer))
 
 
+def share(n: int, rank: int, world: int, batch_size: int) -> Any:
+    """The :class:`~deepspan.distributed.Shard` of ``n`` samples that :func:`extract_distributed` gives ``rank``:
+    whole batches of ``batch_size`` (contiguous, in order) when there are at least ``world`` batches, else
+    ``ceil(n / world)`` samples per rank, so that no rank idles while another has several batches."""
+    from deepspan.distributed.shard import shard
+
+    align = batch_size if -(-n // batch_size) >= world else max(1, -(-n // world))
+    return shard(n, rank, world, align=align)
+
+
 def extract_distributed(model: nn.Module, data: Any, layers: Any, policy: Any = None, *, group: Any = None,
                         accumulators: dict[str, Any] | None = None, batch_size: int = 256, ids: Any = None,
                         **kwargs: Any) -> FeatureSet:
@@ -765,7 +775,9 @@ def extract_distributed(model: nn.Module, data: Any, layers: Any, policy: Any = 
 
     ``data`` is the *whole* sample set on every rank (the same on each). It is split by position with
     :func:`deepspan.distributed.shard` in whole batches (``align=batch_size``, so every forward pass is one
-    of the single-process run's), each rank extracts its share, and then every accumulator in
+    of the single-process run's and the features are bitwise the single-process ones) when there are at
+    least as many batches as ranks, else in ``ceil(N / world)`` samples per rank. Each rank extracts its
+    share, and then every accumulator in
     ``accumulators`` is reduced across the ranks (:func:`deepspan.distributed.all_reduce`, the exact
     pairwise merge in rank order) and loaded back in place on its own device (``load_state_dict``): on
     every rank it then holds the statistics of all N samples -- the same numbers as a single pass, up to
@@ -773,8 +785,8 @@ def extract_distributed(model: nn.Module, data: Any, layers: Any, policy: Any = 
 
     Returns this rank's FeatureSet: its samples with their *global* ids (the ids a single-process
     extraction gives them), ``provenance["distributed"]`` = ``{rank, world, start, stop, n_total}``.
-    A rank with no samples (N < world x batch_size) returns ``None`` instead of a FeatureSet and still
-    takes part in the reduction. A failure on one rank (a bad batch, a layer that never fires) is raised
+    A rank with no samples (only when N < world) returns ``None`` instead of a FeatureSet and still takes
+    part in the reduction. A failure on one rank (a bad batch, a layer that never fires) is raised
     on every rank (:class:`deepspan.distributed.RankFailedError` on the others) before any reduction, so
     no rank waits for one that stopped. A ``DistributedDataParallel`` model is unwrapped (its ``module``;
     layer names may keep or drop the ``module.`` prefix), because its forward pass would start collectives
@@ -785,7 +797,6 @@ def extract_distributed(model: nn.Module, data: Any, layers: Any, policy: Any = 
     """
     from deepspan.distributed._comm import rank_and_world, run_everywhere
     from deepspan.distributed.reduce import all_reduce
-    from deepspan.distributed.shard import shard
     from deepspan.linalg.streaming import AccumulatorBase
 
     rank, world = rank_and_world(group)
@@ -805,7 +816,7 @@ def extract_distributed(model: nn.Module, data: Any, layers: Any, policy: Any = 
         from torch.utils.data import DataLoader
 
         align = data.batch_size if isinstance(data, DataLoader) and data.batch_size else batch_size
-        part = shard(n, rank, world, align=align)
+        part = share(n, rank, world, align)
         local_data, local_ids = rows_of(data, part.start, part.stop, ids)
         if len(part) == 0:
             return None

@@ -218,6 +218,10 @@ class AccumulatorBase:
 
     #: attributes holding float64 state that lives on the batches' device (numpy on the host, or torch tensors)
     _DEVICE_SLOTS: tuple[str, ...] = ()
+    #: ``state_dict`` keys of the big centered-moment matrices, which ``merge`` combines *linearly* (the sum of
+    #: the two, plus a correction that depends only on the counts and means): deepspan.distributed sums them
+    #: with one tensor all_reduce. ``None``: not known to be linear (the state is gathered and merged whole).
+    _ADDITIVE_KEYS: tuple[str, ...] | None = None
 
     def _children(self) -> list["AccumulatorBase"]:
         """Accumulators held by this one (attributes, or values of dict attributes), for device moves."""
@@ -505,6 +509,7 @@ class GramAccumulator(AccumulatorBase):
     """
 
     _DEVICE_SLOTS = ("_mean", "_scatter")
+    _ADDITIVE_KEYS = ("scatter",)
 
     def __init__(self) -> None:
         self._n = 0
@@ -671,6 +676,7 @@ class CrossGramAccumulator(AccumulatorBase):
     """
 
     _DEVICE_SLOTS = ("_cross",)
+    _ADDITIVE_KEYS = ("a.scatter", "b.scatter", "cross_scatter")
 
     def __init__(self) -> None:
         self.a = GramAccumulator()
@@ -833,6 +839,7 @@ class ClassStatsAccumulator(AccumulatorBase):
     """
 
     needs_labels = True
+    _ADDITIVE_KEYS = ("scatters",)  # aligned by ``classes`` (a shard may lack some)
 
     def __init__(self) -> None:
         self._per_class: dict[Any, GramAccumulator] = {}

@@ -139,6 +139,8 @@ class NC4Accumulator(AccumulatorBase):
     ``state_dict()`` holds ``classes``, ``means``, ``n_samples`` and ``n_agree``.
     """
 
+    _ADDITIVE_KEYS = ()  # two integers: the merge is their sum
+
     def __init__(self, means: Any, classes: Any) -> None:
         M = np.array(to_numpy(means), dtype=np.float64, copy=True)
         if M.ndim != 2 or M.shape[0] < 1 or M.shape[1] < 1:

@@ -336,6 +336,7 @@ class SpectrumAccumulator(AccumulatorBase):
     """
 
     needs_labels = True
+    _ADDITIVE_KEYS = ("cross.a.scatter", "cross.b.scatter", "cross.cross_scatter")
 
     def __init__(self, n_classes: int | None = None, with_outputs: bool = False) -> None:
         if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))

@@ -22,7 +22,12 @@ __all__ = ["DeepspanCallback"]
 
 class DeepspanCallback(Callback):
     """Calls ``tracker.step(epoch=...)`` at the end of every ``every_n_epochs``-th training epoch
-    (and once before training, as epoch 0's initialisation when ``at_start``), on the LightningModule."""
+    (and once before training, as epoch 0's initialisation when ``at_start``), on the LightningModule.
+
+    Under Lightning's DDP strategy the callback runs on every process and the Tracker (built with the whole
+    probe, before ``fit``) follows the process group Lightning starts: each process extracts its share of
+    the probe, rank 0 computes and writes the table, every process keeps the same rows (see
+    :class:`~deepspan.track.tracker.Tracker`)."""
 
     def __init__(self, tracker: Tracker, every_n_epochs: int = 1, at_start: bool = True) -> None:
         self.tracker = tracker

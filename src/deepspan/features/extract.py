@@ -792,8 +792,8 @@ def extract_distributed(model: nn.Module, data: Any, layers: Any, policy: Any = 
     layer names may keep or drop the ``module.`` prefix), because its forward pass would start collectives
     of its own. Without an initialised process group (or in a group of one) this is :func:`extract`.
 
-    Memory: each rank holds its own share's features (with ``keep``) and, during the reduction, every
-    rank's accumulator states (world x d^2 float64 for a Gram accumulator of width d).
+    Memory: each rank holds its own share's features (with ``keep``) and, during the reduction, a few
+    copies of one accumulator state (see :func:`deepspan.distributed.all_reduce`).
     """
     from deepspan.distributed._comm import rank_and_world, run_everywhere
     from deepspan.distributed.reduce import all_reduce

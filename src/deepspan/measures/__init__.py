@@ -44,6 +44,7 @@ from deepspan.measures.match import (
     relative_distance,
     simple_matches,
 )
+from deepspan.measures.significance import Significance, significance
 from deepspan.measures.pvector import (
     DEGENERACY_THRESHOLD,
     PVector,
@@ -60,6 +61,8 @@ from deepspan.measures.pvector import (
 )
 
 __all__ = [
+    "significance",
+    "Significance",
     "cka",
     "linear_cka",
     "linear_cka_gram",

@@ -194,21 +194,36 @@ def _is_featureset(x: Any) -> bool:
     return hasattr(x, "features") and hasattr(x, "sample_hash")
 
 
-def compare(A: Any, B: Any, measures: Any = None, layers: Any = None) -> Any:
+def compare(A: Any, B: Any, measures: Any = None, layers: Any = None, *, n_perm: int | None = None,
+            n_boot: int | None = None, ci: float = 0.95, seed: int = 0, groups: Any = None) -> Any:
     """Compare two feature matrices (-> ``{measure: value}``) or two FeatureSets (-> tidy rows per common layer).
 
     ``measures``: a name, a :class:`MeasureSpec` (e.g. ``MEASURES["svcca"].with_params(dims=10)``) or a
     list of them; default :data:`DEFAULT_MEASURES`. FeatureSets must have the same sample hash; rows are
     ``{layer, measure, kind, value}``.
+
+    With ``n_perm`` and/or ``n_boot`` every value comes with its significance
+    (:func:`deepspan.measures.significance.significance`: permutation p-value, null mean/sd, calibrated score,
+    bootstrap CI): matrices give ``{measure: Significance}``, FeatureSet rows gain ``"significance"`` (a
+    :class:`~deepspan.measures.significance.Significance`; ``"value"`` stays the float). ``groups`` as in
+    ``significance``; for a ``channels`` layer of FeatureSets the rows of one image move together by default.
     """
     specs = _resolve(measures)
+    stats = n_perm is not None or n_boot is not None
     if _is_featureset(A) or _is_featureset(B):
         if not (_is_featureset(A) and _is_featureset(B)):
             raise InputError("compare two FeatureSets, or two matrices, not one of each.")
-        rows = compare_many({"a": A, "b": B}, specs, layers=layers)
-        return [{k: r[k] for k in ("layer", "measure", "kind", "value")} for r in rows
-                if r["model_a"] == "a" and r["model_b"] == "b"]
+        rows = compare_many({"a": A, "b": B}, specs, layers=layers, n_perm=n_perm, n_boot=n_boot, ci=ci, seed=seed,
+                            groups=groups)
+        keys = ("layer", "measure", "kind", "value") + (("significance",) if stats else ())
+        return [{k: r[k] for k in keys} for r in rows if r["model_a"] == "a" and r["model_b"] == "b"]
     Xa, Xb = as_finite_pair(A, B, names=("A", "B"), what="compare")
+    if stats:
+        from deepspan.measures.significance import check_settings, significance_prepared
+
+        settings = check_settings(n_perm, n_boot, ci, seed)
+        return {s.name: significance_prepared(s, Xa, Xb, s.prepare(Xa), s.prepare(Xb), *settings, groups=groups)
+                for s in specs}
     return {s.name: float(s.pair(s.prepare(Xa), s.prepare(Xb))) for s in specs}
 
 
@@ -235,7 +250,9 @@ def _check_featuresets(sets: dict[str, Any], names: list[str], layers: Any) -> l
     return use
 
 
-def compare_many(sets: dict[str, Any], measures: Any = None, layers: Any = None) -> list[dict[str, Any]]:
+def compare_many(sets: dict[str, Any], measures: Any = None, layers: Any = None, *, n_perm: int | None = None,
+                 n_boot: int | None = None, ci: float = 0.95, seed: int = 0,
+                 groups: Any = None) -> list[dict[str, Any]]:
     """All pairs of models x common layers x measures as tidy rows, each model's statistics computed once.
 
     ``sets`` maps model names to FeatureSets (same sample hash required) or to
@@ -246,7 +263,16 @@ def compare_many(sets: dict[str, Any], measures: Any = None, layers: Any = None)
 
     ``sets`` must be a mapping: the names label the rows, so a list or tuple is refused (with the
     fix ``{"A": A, "B": B}`` or ``dict(enumerate(...))``) rather than named by position silently.
+
+    ``n_perm`` / ``n_boot`` (/ ``ci``, ``seed``, ``groups``): each row also gets ``"significance"``, as in
+    :func:`compare` (the prepared statistics are reused; each row's draws use ``seed``). For ``channels``
+    layers of FeatureSets, ``groups`` defaults to the image of each row (its positions move together).
     """
+    settings = None
+    if n_perm is not None or n_boot is not None:
+        from deepspan.measures.significance import check_settings
+
+        settings = check_settings(n_perm, n_boot, ci, seed)
     if not isinstance(sets, Mapping):
         what = f"a {type(sets).__name__} of {len(sets)}" if isinstance(sets, (list, tuple)) else f"a {type(sets).__name__}"
         raise InputError(f"compare_many takes a dict that names each model (the names label the rows), got {what}; "
@@ -272,12 +298,21 @@ def compare_many(sets: dict[str, Any], measures: Any = None, layers: Any = None)
         for n in names[1:]:
             check_same_samples(X[names[0]].shape[0], X[n].shape[0], names=(repr(names[0]), repr(n)),
                                what=f"comparing layer {layer!r}" if layer else "compare_many")
+        layer_groups = groups
+        if layer_groups is None and fs_mode and layer in sets[names[0]].positions:
+            layer_groups = sets[names[0]].positions[layer][:, 0]  # the image of each (image, position) row
         for spec in specs:
             prepared = {n: spec.prepare(X[n]) for n in names}
             for i, a in enumerate(names):
                 for j, b in enumerate(names):
                     if a == b or (spec.symmetric and j < i):
                         continue
-                    rows.append({"model_a": a, "model_b": b, "layer": layer, "measure": spec.name,
-                                 "kind": spec.kind, "value": float(spec.pair(prepared[a], prepared[b]))})
+                    row = {"model_a": a, "model_b": b, "layer": layer, "measure": spec.name, "kind": spec.kind,
+                           "value": float(spec.pair(prepared[a], prepared[b]))}
+                    if settings is not None:
+                        from deepspan.measures.significance import significance_prepared
+
+                        row["significance"] = significance_prepared(spec, X[a], X[b], prepared[a], prepared[b],
+                                                                    *settings, groups=layer_groups)
+                    rows.append(row)
     return rows

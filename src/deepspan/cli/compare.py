@@ -34,12 +34,16 @@ from deepspan.measures import MEASURES
 from deepspan.measures.compare import DEFAULT_MEASURES
 
 __all__ = ["compare_cmd", "CompareOptions", "Side", "run_compare", "resolve_measures", "load_side", "pair_layers",
-           "extract_sides", "measure_rows", "compare_matrices", "write_outputs", "KIND_TEXT", "CSV_FIELDS"]
+           "extract_sides", "measure_rows", "compare_matrices", "write_outputs", "KIND_TEXT", "CSV_FIELDS",
+           "SIGNIFICANCE_FIELDS", "with_significance", "print_significance"]
 
 SIDES = ("A", "B")
 KIND_TEXT = {"features": "FeatureSet directory", "matrix": ".npy feature matrix", "state": "state_dict file"}
 #: Columns of ``--csv``: one row per layer and measure.
 CSV_FIELDS = ("layer", "measure", "kind", "value")
+#: Extra columns with ``--permutations`` / ``--bootstrap`` (deepspan.significance).
+SIGNIFICANCE_FIELDS = ("ci_low", "ci_high", "p_value", "calibrated", "null_mean", "null_sd", "n_perm", "n_boot",
+                       "ci", "ci_method", "stat_seed")
 
 #: (layer of A, layer of B, label in the results)
 LayerPair = tuple[str, str, str]
@@ -59,6 +63,16 @@ class CompareOptions:
     kwargs_a: str | None = None
     kwargs_b: str | None = None
     probe: ProbeOptions = field(default_factory=ProbeOptions)
+    n_perm: int | None = None
+    n_boot: int | None = None
+    ci: float = 0.95
+    stat_seed: int = 0
+
+    def significance_kwargs(self) -> dict[str, Any]:
+        """``deepspan.compare``'s significance arguments, or none when neither was asked."""
+        if self.n_perm is None and self.n_boot is None:
+            return {}
+        return {"n_perm": self.n_perm, "n_boot": self.n_boot, "ci": self.ci, "seed": self.stat_seed}
 
     def path(self, side: str) -> Path:
         return self.a if side == "A" else self.b
@@ -129,9 +143,19 @@ def compare_matrices(opts: CompareOptions, sides: dict[str, Side], names: list[s
     if Xa.shape[0] != Xb.shape[0]:
         raise InputError(f"{a} has {Xa.shape[0]} rows (samples) but {b} has {Xb.shape[0]}; both files must hold "
                          f"features of the same samples in the same order (rows = samples, columns = features).")
-    values = compare(Xa, Xb, names)
-    return {"layers": [""],
-            "rows": [{"layer": "", "measure": m, "kind": MEASURES[m].kind, "value": v} for m, v in values.items()]}
+    values = compare(Xa, Xb, names, **opts.significance_kwargs())
+    return {"layers": [""], "rows": [with_significance({"layer": "", "measure": m, "kind": MEASURES[m].kind,
+                                                        "value": float(v)}, v) for m, v in values.items()]}
+
+
+def with_significance(row: dict[str, Any], sig: Any) -> dict[str, Any]:
+    """A result row with the significance columns added (when ``sig`` is a Significance; else unchanged)."""
+    if not hasattr(sig, "p_value"):
+        return row
+    d = sig.as_dict()
+    row.update({k: d[k] for k in SIGNIFICANCE_FIELDS if k in d})
+    row["stat_seed"] = d["seed"]
+    return row
 
 
 def check_model_options(opts: CompareOptions, sides: dict[str, Side]) -> None:
@@ -246,14 +270,18 @@ def check_same_probe(sides: dict[str, Side], popts: ProbeOptions) -> None:
         )
 
 
-def measure_rows(sides: dict[str, Side], pairs: list[LayerPair], names: list[str]) -> dict[str, Any]:
-    """The measures on every layer pair: the layers (labels), the sample hash and tidy rows."""
+def measure_rows(sides: dict[str, Side], pairs: list[LayerPair], names: list[str],
+                 opts: CompareOptions | None = None) -> dict[str, Any]:
+    """The measures on every layer pair: the layers (labels), the sample hash and tidy rows (with the
+    significance columns when ``opts`` asks for permutations or a bootstrap)."""
     from deepspan.measures import compare
 
     A, B = sides["A"], sides["B"]
     fa = rename_layers(A.features, [(p[0], p[2]) for p in pairs], str(A.path))
     fb = rename_layers(B.features, [(p[1], p[2]) for p in pairs], str(B.path))
-    return {"layers": [p[2] for p in pairs], "sample_hash": fa.sample_hash, "rows": compare(fa, fb, names)}
+    rows = compare(fa, fb, names, **(opts.significance_kwargs() if opts is not None else {}))
+    rows = [with_significance({k: r[k] for k in CSV_FIELDS}, r.get("significance")) for r in rows]
+    return {"layers": [p[2] for p in pairs], "sample_hash": fa.sample_hash, "rows": rows}
 
 
 def run_compare(opts: CompareOptions, rank: int = 0) -> dict[str, Any] | None:
@@ -288,7 +316,7 @@ def run_compare(opts: CompareOptions, rank: int = 0) -> dict[str, Any] | None:
         check_same_probe(sides, opts.probe)
     elif rank != 0:
         return None
-    result.update(measure_rows(sides, pairs, names))
+    result.update(measure_rows(sides, pairs, names, opts))
     return result
 
 
@@ -306,6 +334,8 @@ def print_result(res: dict[str, Any], policy: str | None) -> None:
     names = res["measures"]
     table = [[layer or "-"] + [values.get((layer, m)) for m in names] for layer in res["layers"]]
     click.echo(format_table(["layer"] + names, table, right=[False] + [True] * len(names)))
+    if res["rows"] and "p_value" in res["rows"][0]:
+        print_significance(res["rows"])
     sims = [m for m in names if MEASURES[m].kind == "similarity"]
     dists = [m for m in names if MEASURES[m].kind != "similarity"]
     if sims:
@@ -314,12 +344,25 @@ def print_result(res: dict[str, Any], policy: str | None) -> None:
         click.echo(f"distances (identical = 0; angles in degrees): {', '.join(dists)}")
 
 
+def print_significance(rows: list[dict[str, Any]]) -> None:
+    """Per layer and measure: the value, its bootstrap CI, the permutation p-value and the calibrated score."""
+    first = rows[0]
+    table = [[r["layer"] or "-", r["measure"], r["value"], r.get("ci_low"), r.get("ci_high"), r.get("p_value"),
+              r.get("calibrated")] for r in rows]
+    click.echo(f"significance: {first['n_perm'] or 0} permutations (p = (1 + #null at least as extreme) / "
+               f"(1 + n_perm)), {first['n_boot'] or 0} bootstrap resamples ({first['ci']:.0%} {first['ci_method']} "
+               f"interval), seed {first['stat_seed']}; calibrated = (value - null mean) / (identity - null mean)")
+    click.echo(format_table(["layer", "measure", "value", "ci_low", "ci_high", "p", "calibrated"], table,
+                            right=[False, False, True, True, True, True, True]))
+
+
 def write_outputs(res: dict[str, Any], json_path: Path | None, csv_path: Path | None) -> None:
-    """``--json``: the whole result; ``--csv``: the tidy rows."""
+    """``--json``: the whole result; ``--csv``: the tidy rows (with the significance columns when computed)."""
     if json_path is not None:
         write_json(json_path, res)
     if csv_path is not None:
-        write_csv(csv_path, res["rows"], CSV_FIELDS)
+        extra = SIGNIFICANCE_FIELDS if res["rows"] and "p_value" in res["rows"][0] else ()
+        write_csv(csv_path, res["rows"], CSV_FIELDS + extra)
 
 
 # ----------------------------------------------------------------------------- the command
@@ -345,9 +388,19 @@ def write_outputs(res: dict[str, Any], json_path: Path | None, csv_path: Path | 
               help="Write the results (tidy rows with provenance) as JSON to this file (atomically).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the tidy rows (layer, measure, kind, value) as CSV to this file (atomically).")
+@click.option("--permutations", "n_perm", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Permutation test with N shuffles of B's samples against A's: adds the p-value, the null's "
+                   "mean and the calibrated score (deepspan.significance).")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Bootstrap interval from N resamples of the samples (percentile).")
+@click.option("--ci", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.95,
+              show_default=True, help="Coverage of the bootstrap interval.")
+@click.option("--stat-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the permutations and resamples.")
 def compare_cmd(a: Path, b: Path, layers: tuple[str, ...], measures: tuple[str, ...], model: str | None,
                 model_a: str | None, model_b: str | None, kwargs_a: str | None, kwargs_b: str | None,
-                json_path: Path | None, csv_path: Path | None, **probe: Any) -> None:
+                json_path: Path | None, csv_path: Path | None, n_perm: int | None, n_boot: int | None, ci: float,
+                stat_seed: int, **probe: Any) -> None:
     """Compare the features of A and B with similarity measures (deepspan.compare).
 
     A and B are each a saved FeatureSet directory (FeatureSet.save), a .npy
@@ -360,12 +413,17 @@ def compare_cmd(a: Path, b: Path, layers: tuple[str, ...], measures: tuple[str, 
     Prints a table of layers x measures. Similarities (CKA, CCA, ...) are 1 for
     identical features; distances (procrustes, angles in degrees) are 0.
 
+    --permutations N and --bootstrap N add, per layer and measure, a permutation
+    p-value, the calibrated score against the permutation null and a bootstrap
+    interval (a second table, and columns of --json / --csv).
+
     Under torchrun --nproc_per_node K the forward passes over the probe are
     split across the K processes; rank 0 gathers the features, computes the
     measures, prints and writes: the same output as one process.
     """
     opts = CompareOptions(a=a, b=b, layers=layers, measures=measures, model=model, model_a=model_a, model_b=model_b,
-                          kwargs_a=kwargs_a, kwargs_b=kwargs_b, probe=ProbeOptions(**probe))
+                          kwargs_a=kwargs_a, kwargs_b=kwargs_b, probe=ProbeOptions(**probe), n_perm=n_perm,
+                          n_boot=n_boot, ci=ci, stat_seed=stat_seed)
     with torchrun_job(opts.probe.device) as (rank, _world):
         with user_errors(quiet=rank != 0):
             res = run_compare(opts, rank)

@@ -99,6 +99,11 @@ class Tracker:
     references : name -> P-vector (``PVector`` or a length-N vector) to measure angles to.
     data_pvector : also record the angle to the probe inputs' P-vector.
     out_dir : where to write ``rows.csv``, ``rows.json`` and the kept u vectors; resumes a run there.
+    bootstrap : ``None`` (default) or a number B of bootstrap resamples: each step also records
+        ``angle_to_data_ci_low`` / ``angle_to_data_ci_high``, the ``ci`` percentile interval of the angle to the
+        data P-vector (:func:`deepspan.significance`). Cost: 2 B extra P-vectors per layer and step (of the
+        resampled N x d features and N x D probe inputs), i.e. about B times the step's own SVD work; the
+        probe inputs stay in memory (N x D float64).
     distributed : ``None`` (default): distributed when torch.distributed is initialised with more than one
         process (in ``group``, default the whole job); ``False``: this process alone (e.g. a Tracker used
         on rank 0 only); ``True``: as ``None``.
@@ -138,6 +143,8 @@ class Tracker:
         classifier: str | None = None,
         distributed: bool | None = None,
         group: Any = None,
+        bootstrap: int | None = None,
+        ci: float = 0.95,
     ) -> None:
         if distributed not in (None, True, False):
             raise InputError(f"distributed must be None (follow torch.distributed), True or False, got {distributed!r}.")
@@ -163,7 +170,15 @@ class Tracker:
         if (output_layer or classifier) and not spectrum_layer:
             raise InputError("output_layer/classifier need spectrum_layer (the penultimate features) as well.")
         self.spectrum_layer, self.output_layer, self.classifier = spectrum_layer, output_layer, classifier
+        if bootstrap is not None:
+            from deepspan.measures.significance import check_settings
+
+            check_settings(None, bootstrap, ci, 0)
+            if not data_pvector:
+                raise InputError("bootstrap gives intervals for angle_to_data, so it needs data_pvector=True.")
+        self.bootstrap, self.ci = bootstrap, float(ci)
         X, ids, n = _probe_inputs(probe, batch_size)
+        self._probe_X = X if bootstrap is not None else None
         self.sample_ids = ids
         self.sample_hash = hash_sample_ids(ids)
         self.n_samples = n
@@ -215,6 +230,7 @@ class Tracker:
             "spectrum_layer": self.spectrum_layer,
             "output_layer": self.output_layer,
             "classifier": self.classifier,
+            **({"bootstrap": self.bootstrap, "ci": self.ci} if self.bootstrap is not None else {}),
         }
 
     def _resume(self) -> None:
@@ -365,6 +381,10 @@ class Tracker:
                     if name == "data" and self.data_references:
                         ref = self.data_references[center]
                     row(layer, center, f"angle_to_{name}", unit_angle(U[:, 0], ref))
+                if self.bootstrap is not None:
+                    low, high = self._angle_to_data_interval(feats, center, len(self.order))
+                    row(layer, center, "angle_to_data_ci_low", low)
+                    row(layer, center, "angle_to_data_ci_high", high)
                 if prev is not None:
                     row(layer, center, "angle_to_previous", unit_angle(U[:, 0], self.U[(prev, layer, center)][:, 0]))
         if self.spectrum_layer is not None:
@@ -393,6 +413,19 @@ class Tracker:
         self.rows.extend(added)
         if write:
             self._write()
+
+    def _angle_to_data_interval(self, feats: Any, center: bool, step: int) -> tuple[float, float]:
+        """The percentile bootstrap interval of angle_to_data: ``bootstrap`` resamples of the probe samples, the
+        layer's features and the probe inputs resampled jointly, both P-vectors recomputed
+        (:func:`deepspan.significance` of ``pvector_angle``; seeded by the step's position, so a resumed run
+        gives the same intervals)."""
+        from deepspan.measures.compare import MEASURES
+        from deepspan.measures.significance import significance
+
+        spec = MEASURES["pvector_angle"].with_params(center=bool(center))
+        sig = significance(feats, self._probe_X, spec, n_perm=None, n_boot=self.bootstrap, ci=self.ci,
+                           seed=int(self.seed) * 1_000_003 + step)
+        return float(sig.ci_low), float(sig.ci_high)
 
     def _spectra(self, feats: Any) -> dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
         """Per centering: (U: N x n_vectors, top-k singular values, cumulative energy r_k, sigma_2/sigma_1)."""

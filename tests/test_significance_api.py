@@ -1,0 +1,143 @@
+"""deepspan.significance through the public entry points: compare, compare_many, the CLI and the Tracker.
+
+* ``compare(X, Y, n_perm=, n_boot=)`` gives ``{measure: Significance}`` equal to ``significance`` of each
+  measure; FeatureSet rows gain ``significance``; ``compare_many`` reuses the prepared statistics and gives
+  the same objects; a ``channels`` layer permutes whole images by default;
+* ``deepspan compare --permutations N --bootstrap N`` prints the significance table and writes its columns
+  to JSON and CSV (the numbers of ``significance``); bad counts are refused by the CLI without a traceback;
+* ``Tracker(bootstrap=B)`` records the interval of ``angle_to_data``, equal to ``significance`` of the
+  P-vector angle with the step's seed, and refuses settings that cannot give it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import deepspan
+from deepspan import InputError
+from deepspan.measures.significance import Significance, significance
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+
+def data(n: int = 120, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 8)) * np.linspace(3, 0.5, 8)
+    Y = X @ rng.standard_normal((8, 6)) + 0.5 * rng.standard_normal((n, 6))
+    return X, Y
+
+
+def test_compare_returns_significance_objects_equal_to_significance():
+    X, Y = data()
+    out = deepspan.compare(X, Y, ["linear_cka", "procrustes"], n_perm=30, n_boot=20, seed=3)
+    assert set(out) == {"linear_cka", "procrustes"}
+    for name, sig in out.items():
+        assert isinstance(sig, Significance)
+        ref = significance(X, Y, name, n_perm=30, n_boot=20, seed=3)
+        assert sig.as_dict() == ref.as_dict()
+        assert np.array_equal(sig.null, ref.null) and np.array_equal(sig.boot, ref.boot)
+        assert sig.value == deepspan.compare(X, Y, [name])[name]
+    only_perm = deepspan.compare(X, Y, "linear_cka", n_perm=10)["linear_cka"]
+    assert only_perm.ci_low is None and only_perm.n_boot is None and only_perm.p_value is not None
+    with pytest.raises(InputError, match="n_perm must be a positive number"):
+        deepspan.compare(X, Y, n_perm=0)
+
+
+def _featuresets(channels: bool = False):
+    from deepspan.features import extract
+
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(6)) for _ in range(2)]
+    d = deepspan.data.load_digits()
+    X = torch.as_tensor(d.X[:60], dtype=torch.float32).reshape(60, 1, 8, 8)
+    policy = "channels" if channels else "gap"
+    kw = {"positions_per_image": 3} if channels else {}
+    return [extract(net, X, ["1"], policy, **kw) for net in nets]
+
+
+def test_featureset_rows_and_compare_many_carry_the_same_significance():
+    fa, fb = _featuresets()
+    rows = deepspan.compare(fa, fb, ["linear_cka"], n_perm=20, n_boot=10, seed=1)
+    assert len(rows) == 1 and rows[0]["value"] == rows[0]["significance"].value
+    many = deepspan.compare_many({"a": fa, "b": fb}, ["linear_cka"], n_perm=20, n_boot=10, seed=1)
+    assert many[0]["significance"].as_dict() == rows[0]["significance"].as_dict()
+    ref = significance(fa["1"], fb["1"], "linear_cka", n_perm=20, n_boot=10, seed=1)
+    assert rows[0]["significance"].as_dict() == ref.as_dict()
+    assert "significance" not in deepspan.compare(fa, fb, ["linear_cka"])[0]
+
+
+def test_channels_layers_move_whole_images():
+    fa, fb = _featuresets(channels=True)
+    assert fa["1"].shape[0] == 60 * 3
+    row = deepspan.compare(fa, fb, ["linear_cka"], n_perm=15, n_boot=5, seed=2)[0]
+    assert row["significance"].n_blocks == 60
+    ref = significance(fa["1"], fb["1"], "linear_cka", n_perm=15, n_boot=5, seed=2,
+                       groups=fa.positions["1"][:, 0])
+    assert row["significance"].as_dict() == ref.as_dict()
+
+
+def test_cli_compare_prints_and_writes_the_significance(tmp_path):
+    from click.testing import CliRunner
+
+    from deepspan.cli import main
+
+    X, Y = data()
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", Y)
+    args = [str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--measure", "linear_cka", "--measure",
+            "pvector_angle", "--permutations", "40", "--bootstrap", "25", "--stat-seed", "4", "--ci", "0.9"]
+    res = CliRunner().invoke(main, ["compare", *args, "--json", str(tmp_path / "r.json"),
+                                    "--csv", str(tmp_path / "r.csv")])
+    assert res.exit_code == 0, res.output
+    assert "significance: 40 permutations" in res.output and "90% percentile interval" in res.output
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    with open(tmp_path / "r.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    for row, line in zip(rows, table):
+        ref = significance(X, Y, row["measure"], n_perm=40, n_boot=25, ci=0.9, seed=4)
+        for key in ("value", "ci_low", "ci_high", "p_value", "calibrated", "null_mean", "null_sd"):
+            assert row[key] == pytest.approx(getattr(ref, key), rel=1e-12, abs=1e-15), key
+            assert float(line[key]) == pytest.approx(getattr(ref, key), rel=1e-12, abs=1e-15), key
+        assert row["n_perm"] == 40 and row["n_boot"] == 25 and row["stat_seed"] == 4
+        assert f"{ref.p_value:.4f}" in res.output
+    for bad in (["--permutations", "0"], ["--bootstrap", "-3"], ["--ci", "1.5"]):
+        out = CliRunner().invoke(main, ["compare", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), *bad])
+        assert out.exit_code == 2 and "Traceback" not in out.output and "Invalid value" in out.output
+
+
+def test_tracker_bootstrap_interval_of_the_angle_to_data(tmp_path):
+    from deepspan.data import Dataset, load_digits
+    from deepspan.measures import MEASURES
+    from deepspan.track import Tracker
+
+    d = load_digits()
+    probe = Dataset("p", d.X[:150], d.y[:150], d.ids[:150])
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    tracker = Tracker(net, probe, ["2"], bootstrap=30, ci=0.9, out_dir=tmp_path, seed=5)
+    tracker.step(epoch=0)
+    tracker.step(epoch=1)
+    feats = deepspan.extract(net, probe, ["2"])["2"]
+    X = probe.X.reshape(150, -1).astype(np.float64)
+    for step, label in enumerate(tracker.order):
+        ref = significance(feats, X, MEASURES["pvector_angle"], n_perm=None, n_boot=30, ci=0.9,
+                           seed=5 * 1_000_003 + step)
+        assert tracker.values(label, "2", "angle_to_data_ci_low") == pytest.approx(ref.ci_low, rel=1e-12)
+        assert tracker.values(label, "2", "angle_to_data_ci_high") == pytest.approx(ref.ci_high, rel=1e-12)
+        low, value, high = (tracker.values(label, "2", q) for q in
+                            ("angle_to_data_ci_low", "angle_to_data", "angle_to_data_ci_high"))
+        assert low <= high and 0.0 <= low <= 90.0
+        assert value == pytest.approx(ref.value, abs=1e-9)
+    assert json.loads((tmp_path / "rows.json").read_text())["config"]["bootstrap"] == 30
+    plain = Tracker(net, probe, ["2"])
+    plain.step(epoch=0)
+    assert not [r for r in plain.rows if r["quantity"].endswith("_ci_low")]
+    with pytest.raises(InputError, match="n_boot must be a positive number"):
+        Tracker(net, probe, ["2"], bootstrap=0)
+    with pytest.raises(InputError, match="needs data_pvector=True"):
+        Tracker(net, probe, ["2"], bootstrap=10, data_pvector=False)

@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/zoo_epochs.py
 	$(BIN)/python bench/distributed.py
+	$(BIN)/python bench/significance.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -154,7 +154,8 @@ def lookup(results: dict[str, dict], exp: str, key: str, models: list[dict] | No
         return res["provenance"][key.split(".", 1)[1]]
     if key.startswith("protocol."):
         return _walk(res["protocol"], key.split(".", 1)[1])
-    found = [m["value"] for c in res["claims"] for m in c["measured"] if m["key"] == key]
+    key, _, field = key.partition("@")  # <key>@ci_low, @ci_high, @p_value: the measured value's statistics
+    found = [m[field or "value"] for c in res["claims"] for m in c["measured"] if m["key"] == key]
     assert len(found) == 1, f"{exp}: measured key {key!r} found {len(found)} times"
     return found[0]
 
@@ -288,6 +289,9 @@ def test_every_measured_key_in_report(page, results):
         for c in r["claims"]:
             for m in c["measured"]:
                 assert (n, m["key"]) in shown, f"{n}: {m['key']} not in the report"
+                for field in ("ci_low", "ci_high", "p_value"):  # a measured value's interval and p-value too
+                    if m.get(field) is not None:
+                        assert (n, f"{m['key']}@{field}") in shown, f"{n}: {m['key']} {field} not in the report"
 
 
 def test_verdict_badges(page, results):

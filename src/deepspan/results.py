@@ -83,16 +83,31 @@ def _fmt(x: Any) -> str:
 
 @dataclass
 class Measured:
-    """One number deepspan measured for a claim: ``key`` is unique within the experiment."""
+    """One number deepspan measured for a claim: ``key`` is unique within the experiment.
+
+    ``ci_low`` / ``ci_high``: its bootstrap interval and ``p_value`` its permutation p-value
+    (:func:`deepspan.significance`), where the experiment computed them (None otherwise).
+    """
 
     key: str
     label: str
     value: float | int | None
     unit: str = ""
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
 
     def __post_init__(self) -> None:
         v = clean_json(self.value)
         self.value = v if v is None or isinstance(v, (int, bool)) else float(v)
+        for name in ("ci_low", "ci_high", "p_value"):
+            x = clean_json(getattr(self, name))
+            setattr(self, name, None if x is None else float(x))
+
+    @classmethod
+    def with_significance(cls, key: str, label: str, sig: Any, unit: str = "") -> "Measured":
+        """The value of a :class:`~deepspan.measures.significance.Significance` with its interval and p-value."""
+        return cls(key, label, sig.value, unit, sig.ci_low, sig.ci_high, sig.p_value)
 
 
 # ----------------------------------------------------------------------------- rules

@@ -24,6 +24,13 @@ an uncentered P-vector of non-negative (ReLU) features lies close to the mean fe
 untrained networks and random maps give small angles too. The paper does not say whether the
 features are column-centered before the SVD; both readings are judged side by side.
 
+Every trained pair's angle and every model-vs-data angle carries its significance
+(:func:`deepspan.significance` of the P-vector angle on the probe features, ``cfg.n_perm`` permutations and
+``cfg.n_boot`` bootstrap resamples): a 95 % percentile interval over resampled probe images, the permutation
+p-value (one side's images shuffled against the other's: "at least as small an angle by chance") and the
+central 95 % of that permutation null, drawn as a band in the summary figure. They are context for the
+reader; the verdict stays the paper's 10° rule.
+
 The angles between each model's P-vector and the data P-vector are measured on the training-set
 probe (Liu et al. compare with the data "on the training dataset", A.4) and shown as a descriptive
 claim (no readable number of the paper to judge them by).
@@ -115,6 +122,7 @@ def run(ctx: ReproContext) -> ExperimentResult:
                 u = ctx.stats.pvector(name, label, center, split="train")
                 to_data.append({"set": set_, "centered": center, "model": name, "split": "train",
                                 "angle_to_data": angle(u, data_u)})
+    _add_significance(ctx, names, rows, to_data)
     null = null_angles(len(ctx.data.probe), N_NULL_PAIRS, ctx.cfg.seed)
     summary_rows = []
     for center in (False, True):
@@ -141,6 +149,34 @@ def run(ctx: ReproContext) -> ExperimentResult:
                                              "(context)", "data_angles_split": "train"}))
 
 
+def _add_significance(ctx: ReproContext, names: list[str], rows: list[dict[str, Any]],
+                      to_data: list[dict[str, Any]]) -> None:
+    """The 95 % bootstrap interval, the permutation p-value and the permutation null's central 95 % (``null_low``,
+    ``null_high``) of every trained pair's angle and every model-vs-data angle (:func:`deepspan.significance`
+    of the P-vector angle on the probe features: ``n_boot`` resamples of the probe images, ``n_perm``
+    shuffles of one side's images against the other's). Added to the rows in place."""
+    from deepspan.measures import MEASURES
+    from deepspan.measures.significance import significance
+
+    cfg = ctx.cfg
+    feats = {name: ctx.stats.features(name, ctx.runs.final_label(name)) for name in names}
+
+    def put(row: dict[str, Any], A: np.ndarray, B: np.ndarray) -> None:
+        spec = MEASURES["pvector_angle"].with_params(center=bool(row["centered"]))
+        sig = significance(A, B, spec, n_perm=cfg.n_perm, n_boot=cfg.n_boot, seed=cfg.seed)
+        low, high = np.quantile(sig.null, [0.025, 0.975])
+        row.update({"ci_low": sig.ci_low, "ci_high": sig.ci_high, "p_value": sig.p_value,
+                    "null_low": float(low), "null_high": float(high), "null_mean": sig.null_mean})
+
+    for r in rows:
+        if r["set"] == "trained":
+            put(r, feats[r["a"]], feats[r["b"]])
+    X = ctx.data.train_probe.X.reshape(len(ctx.data.train_probe), -1).astype(np.float64)
+    for r in to_data:
+        label = ctx.runs.final_label(r["model"]) if r["set"] == "trained" else "init"
+        put(r, ctx.stats.features(r["model"], label, split="train"), X)
+
+
 def _claims(rows: list[dict[str, Any]], to_data: list[dict[str, Any]], null: np.ndarray, n: int, names: list[str],
             maps: list[str]) -> list[Claim]:
     quote = ("Small angles (with cosine close to 1.0) have been found in the comparisons between any two DNNs "
@@ -154,7 +190,8 @@ def _claims(rows: list[dict[str, Any]], to_data: list[dict[str, Any]], null: np.
         checks: list[Check] = []
         for r in pairs:
             key = f"{tag}_{r['a']}_{r['b']}"
-            measured.append(Measured(key, f"{r['a']} vs {r['b']} (trained, {reading[center]})", r["angle"], "deg"))
+            measured.append(Measured(key, f"{r['a']} vs {r['b']} (trained, {reading[center]})", r["angle"], "deg",
+                                     r.get("ci_low"), r.get("ci_high"), r.get("p_value")))
             checks.append(Check(f"{r['a']}–{r['b']}", (Condition(key, "<", PAIR_MAX_DEG),)))
 
         def mean_of(set_: str) -> float:
@@ -181,7 +218,8 @@ def _claims(rows: list[dict[str, Any]], to_data: list[dict[str, Any]], null: np.
             measured=measured, note=note, context=context))
     data_m = [Measured(f"data_{'cen' if r['centered'] else 'unc'}_{r['set']}_{r['model']}",
                        f"{r['model']} ({r['set']}, {reading[r['centered']]}) vs data P-vector, training probe",
-                       r["angle_to_data"], "deg") for r in to_data]
+                       r["angle_to_data"], "deg", r.get("ci_low"), r.get("ci_high"), r.get("p_value"))
+              for r in to_data]
     claims.append(Claim(
         "c_data", quote=("we carry out case studies to measure the angle between the P-vector and the principal "
                          "subspace of training dataset"), quote_kind="verbatim",

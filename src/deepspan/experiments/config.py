@@ -125,6 +125,10 @@ class ReproduceConfig:
     match_eps: tuple[float, ...] = (0.15, 0.2, 0.25, 0.3, 0.5)
     # random-feature null baseline (experiment 2)
     random_widths: tuple[int, ...] = (256, 1024)
+    # significance of the headline angles and similarities (deepspan.significance): permutations of the
+    # samples for the p-value and the null band, bootstrap resamples for the 95 % interval
+    n_perm: int = 1000
+    n_boot: int = 200
     data_dir: str | None = None
     #: content hash of the training and test data (:attr:`DataSplits.content_hash`), set by ``ReproContext``:
     #: part of the fingerprint, so the same path with other contents is another run ("" before it is known)
@@ -219,7 +223,7 @@ def config_for(scale: str = "quick", dataset: str | None = None, seed: int = 0,
             population_widths=(16, 64), population_depths=(1, 2), population_lrs=(0.02, 0.1),
             population_wds=(0.0, 5e-4), population_noise=(0.0, 0.5), population_sizes=(400, 800),
             population_epochs=2, bootstrap=200, match_models=("cnn", "vgg"), match_rows=200, match_repeats=2,
-            n_train_probe=200, random_widths=(64, 256), data_dir=data_dir)
+            n_train_probe=200, random_widths=(64, 256), n_perm=100, n_boot=30, data_dir=data_dir)
     elif scale == "quick":
         cfg = ReproduceConfig(
             scale=scale, dataset=dataset, seed=seed, n_train=20_000, n_test=10_000, n_probe=1_000, epochs=6,
@@ -227,7 +231,7 @@ def config_for(scale: str = "quick", dataset: str | None = None, seed: int = 0,
             population_widths=(32, 128, 512), population_depths=(1, 2, 3), population_lrs=(0.02, 0.1),
             population_wds=(0.0, 5e-4), population_noise=(0.0, 0.2, 0.5), population_sizes=(2_000, 8_000),
             population_epochs=6, bootstrap=2_000, match_models=("cnn", "vgg"), match_rows=10_000, match_repeats=4,
-            n_train_probe=1_000, data_dir=data_dir)
+            n_train_probe=1_000, n_perm=1000, n_boot=100, data_dir=data_dir)
     else:
         cfg = ReproduceConfig(
             scale=scale, dataset=dataset, seed=seed, n_train=50_000, n_test=10_000, n_probe=2_000, epochs=12,

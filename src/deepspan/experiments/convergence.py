@@ -22,12 +22,20 @@ Angles are arccos |<u, v>| in degrees. The paper does not say whether features a
 claim is judged under both readings, side by side (``c1`` / ``c1_centered``, ...). Thresholds are
 the paper's numbers where it gives them ("70°-80° usually" at the start, "smaller than 10°" at the end);
 the tolerances of "quasi-monotonic" and of a rise inside epoch 1 are ours and labelled so.
+
+Significance (:func:`deepspan.significance`): every angle to the own final P-vector carries the central
+95 % of its permutation null (the probe images of one side shuffled against the other's), drawn as a band
+in the convergence figure; the angles the claims read (initialisation, the last checkpoint before the
+final one, the end of epoch 1) also carry a 95 % bootstrap interval and the permutation p-value. They
+are context; the rules above decide the verdicts.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+import numpy as np
 
 from deepspan.experiments.base import Experiment
 from deepspan.experiments.context import ReproContext
@@ -83,6 +91,7 @@ def run(ctx: ReproContext) -> ExperimentResult:
                     rows.append({**base, "target": "data", "split": "train", "angle": data_train[label]})
                     rows += [{**base, "target": f"final {o}", "split": "test", "angle": a[label]}
                              for o, a in others.items()]
+    _add_significance(ctx, names, records, rows)
     rows.sort(key=lambda r: (names.index(r["model"]), r["layer_role"] != "feature",
                              _order(records[r["model"]], r["checkpoint"]), r["centered"]))
     feature_rows = [r for r in rows if r["layer_role"] == "feature" and r["split"] == "test"]
@@ -100,6 +109,37 @@ def run(ctx: ReproContext) -> ExperimentResult:
             "targets": "own final checkpoint, other models' finals, data P-vector (test and training probes)",
             "checkpoints": {n: len(records[n]) for n in names}, "checkpoints_in_epoch1": n_within,
             "sensitivity_layers": {n: ctx.runs.output_layer(n) for n in names}}))
+
+
+def _add_significance(ctx: ReproContext, names: list[str], records: dict[str, list[dict]],
+                      rows: list[dict[str, Any]]) -> None:
+    """Per feature-layer row of the angle to the own final P-vector (test probe): the central 95 % of its
+    permutation null (``null_low``, ``null_high``: the angle between the checkpoint's P-vector and the final one
+    with the probe images shuffled, :func:`deepspan.measures.significance.angle_null`, ``cfg.n_perm`` draws);
+    at the checkpoints the claims read (initialisation, the last before the final, the end of epoch 1) also the
+    95 % bootstrap interval and the p-value of :func:`deepspan.significance` on the probe features."""
+    from deepspan.measures import MEASURES
+    from deepspan.measures.significance import angle_null, significance
+
+    cfg = ctx.cfg
+    for name in names:
+        tracker = ctx.stats.tracker(name, "test")
+        feature = ctx.runs.feature_layer(name)
+        final = records[name][-1]["label"]
+        headline = {"init", "e1"} | ({records[name][-2]["label"]} if len(records[name]) > 1 else set())
+        F_final = ctx.stats.features(name, final)
+        for r in rows:
+            if r["model"] != name or r["target"] != "own final" or r["layer_role"] != "feature":
+                continue
+            center = bool(r["centered"])
+            null = angle_null(tracker.pvector_u(r["checkpoint"], feature, center),
+                              tracker.pvector_u(final, feature, center), cfg.n_perm, cfg.seed)
+            r["null_low"], r["null_high"] = (float(v) for v in np.quantile(null, [0.025, 0.975]))
+            if r["checkpoint"] in headline and r["checkpoint"] != final:
+                sig = significance(ctx.stats.features(name, r["checkpoint"]), F_final,
+                                   MEASURES["pvector_angle"].with_params(center=center), n_perm=cfg.n_perm,
+                                   n_boot=cfg.n_boot, seed=cfg.seed)
+                r.update({"ci_low": sig.ci_low, "ci_high": sig.ci_high, "p_value": sig.p_value})
 
 
 def protocol(ctx: ReproContext, names: list[str], *, split: str = "test", layers: dict[str, Any] | None = None,
@@ -136,6 +176,11 @@ ABSTRACT_QUOTE = ("during the training procedure from random scratch, the angle 
                   "scratch to convergence")
 
 
+def _stats(row: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(ci_low, ci_high, p_value) of a row (None where not computed)."""
+    return row.get("ci_low"), row.get("ci_high"), row.get("p_value")
+
+
 def _c1(rows: list[dict[str, Any]], names: list[str], center: bool) -> Claim | None:
     """Claim c1 under one reading: initial angle >= 70 deg, the last checkpoint before the end < 10 deg."""
     pre = "centered_" if center else ""
@@ -147,9 +192,9 @@ def _c1(rows: list[dict[str, Any]], names: list[str], center: bool) -> Claim | N
         if len(s) < 2:
             return None
         m += [Measured(f"{pre}{name}_init", f"{name}: angle to own final at initialisation ({reading})",
-                       s[0]["angle"], "deg"),
+                       s[0]["angle"], "deg", *_stats(s[0])),
               Measured(f"{pre}{name}_before_end", f"{name}: angle at the last checkpoint before the final one "
-                       f"({s[-2]['checkpoint']}, {reading})", s[-2]["angle"], "deg")]
+                       f"({s[-2]['checkpoint']}, {reading})", s[-2]["angle"], "deg", *_stats(s[-2]))]
         checks.append(Check(name, (Condition(f"{pre}{name}_init", ">=", INIT_MIN_DEG),
                                    Condition(f"{pre}{name}_before_end", "<", END_MAX_DEG))))
     return Claim(
@@ -205,7 +250,8 @@ def _c3(rows: list[dict[str, Any]], names: list[str], center: bool) -> Claim | N
         m += [Measured(f"{pre}{name}_peak_epoch1", f"{name}: largest angle inside epoch 1 ({len(within)} checkpoints, "
                        f"{reading})", peak, "deg"),
               Measured(f"{pre}{name}_rise", f"{name}: peak minus initial angle ({reading})", peak - init, "deg"),
-              Measured(f"{pre}{name}_e1", f"{name}: angle at the end of epoch 1 ({reading})", e1[0]["angle"], "deg")]
+              Measured(f"{pre}{name}_e1", f"{name}: angle at the end of epoch 1 ({reading})", e1[0]["angle"], "deg",
+                       *_stats(e1[0]))]
         checks.append(Check(name, (Condition(f"{pre}{name}_rise", ">", RISE_TOL_DEG),
                                    Condition(f"{pre}{name}_e1", "<", f"{pre}{name}_peak_epoch1"))))
     return Claim(

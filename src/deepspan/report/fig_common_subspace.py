@@ -1,6 +1,7 @@
 """Figures of experiment 2 (common subspace): angle heatmaps per set and reading, and the set means.
 
-Drawn from ``results/common_subspace.json`` only (tables ``angles`` and ``summary``).
+Drawn from ``results/common_subspace.json`` only (tables ``angles`` and ``summary``; the trained pairs'
+``null_low`` / ``null_high`` give the permutation-null band).
 """
 
 from __future__ import annotations
@@ -96,6 +97,15 @@ def _draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
         hi = np.array([sel[s]["max_angle"] if s in sel else np.nan for s in SETS])
         ax.bar(x + (k - 0.5) * width, mean, width, label=f"{rname} (mean; bars: min-max)",
                yerr=[mean - lo, hi - mean], capsize=3, alpha=0.85)
+    for k, (centered, rname) in enumerate(READINGS):  # the trained pairs' permutation null (central 95 %)
+        lows = [r["null_low"] for r in rows if r["set"] == "trained" and bool(r["centered"]) == centered
+                and r.get("null_low") is not None]
+        highs = [r["null_high"] for r in rows if r["set"] == "trained" and bool(r["centered"]) == centered
+                 and r.get("null_high") is not None]
+        if lows:
+            left = x[0] + (k - 1) * width
+            ax.fill_between([left, left + width], min(lows), max(highs), color=f"C{k}", alpha=0.3, hatch="//", zorder=3,
+                            lw=0, label=f"trained pairs, {rname}: permutation null (central 95 %)")
     if null:
         ax.axhline(null[0]["mean_angle"], color="k", ls="--", lw=1,
                    label=f"independent random unit vectors ({null[0]['mean_angle']:.1f}°)")
@@ -107,6 +117,8 @@ def _draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
     ax.set_title("Mean pairwise P-vector angle per set and reading")
     out.append(fc.save(fig, "common_subspace_summary",
                        "Mean (bars) and range (error bars) of the pairwise P-vector angles within each set, "
-                       "uncentered and centered; dashed: the mean angle of independent random unit vectors in R^N. "
-                       + CLAIM))
+                       "uncentered and centered; hatched bands over the trained bars: the range of the central 95 % "
+                       "of the trained pairs' permutation nulls (the angle when one model's probe images are "
+                       "shuffled against the other's); dashed: the mean angle of independent random unit vectors in "
+                       "R^N. " + CLAIM))
     return out

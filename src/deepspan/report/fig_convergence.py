@@ -50,6 +50,18 @@ def _series(rows: list[dict[str, Any]], model: str, target: str, centered: bool,
     return xs, ys
 
 
+def _null_band(rows: list[dict[str, Any]], model: str, target: str,
+               centered: bool) -> tuple[tuple[list[float], list[float]] | tuple, tuple[list[float], list[float]] | tuple]:
+    """((xs, null_low), (xs, null_high)) of one model's rows that carry a permutation-null band, else ((), ())."""
+    sel = sorted((r for r in rows if r["model"] == model and r["target"] == target and bool(r["centered"]) == centered
+                  and r.get("split", "test") == "test" and r.get("null_low") is not None),
+                 key=lambda r: float(r["position"]))
+    if not sel:
+        return (), ()
+    xs = [float(r["position"]) for r in sel]
+    return (xs, [float(r["null_low"]) for r in sel]), (xs, [float(r["null_high"]) for r in sel])
+
+
 def _colors(models: list[str]) -> dict[str, Any]:
     cmap = plt.get_cmap("tab10")
     return {m: cmap(i % 10) for i, m in enumerate(models)}
@@ -80,6 +92,9 @@ def _two_panels(rows: list[dict[str, Any]], models: list[str], colors: dict[str,
                 xs, ys = _series(rows, m, target, centered, split)
                 if xs:
                     ax.plot(xs, ys, ls=ls, marker="o" if ls == "-" else None, ms=3.5, color=colors[m])
+            low, high = _null_band(rows, m, target, centered)
+            if low:
+                ax.fill_between(low[0], low[1], high[1], color=colors[m], alpha=0.12, lw=0)
         epoch_axis(ax, _positions(rows), width_in=0.4 * FIG_WIDTH)
         ax.set_ylim(0, 90)
         ax.set_yticks(range(0, 91, 15))
@@ -89,6 +104,9 @@ def _two_panels(rows: list[dict[str, Any]], models: list[str], colors: dict[str,
     handles = [Line2D([], [], color=colors[m], marker="o", ms=3.5, label=m) for m in models]
     if band:
         handles.append(plt.Rectangle((0, 0), 1, 1, color="0.85", label="paper: initial angle 70-80°"))
+    if any(r.get("null_low") is not None for r in rows if r["target"] == target):
+        handles.append(plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.25,
+                                     label="shaded: permutation null, central 95 %"))
     if len(splits) > 1:
         handles += [Line2D([], [], color="k", ls=ls, label=words) for _, ls, words in splits]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
@@ -115,7 +133,10 @@ def _draw(result: dict[str, Any], fc: FigureContext) -> list[FigureInfo]:
     caption = ("Angle (degrees) between each model's P-vector at every checkpoint and the P-vector of its own final "
                "checkpoint, against training position in epochs on a log axis (init = before training; left: "
                "uncentered features, on which c1, c2 and c3 are judged; right: column-centered, on which the "
-               "_centered claims are judged). The grey band is the paper's usual initial angle. Claims: "
+               "_centered claims are judged). The grey band is the paper's usual initial angle; the band in each "
+               "model's colour is the central 95 % of the permutation null of its angle (the checkpoint's and the "
+               "final P-vector with the probe images shuffled against each other): an angle inside it is one that "
+               "unrelated samples would give. Claims: "
                + " ".join(q for q in (_quote(result, "c1"), _quote(result, "c2"), _quote(result, "c3")) if q))
     out.append(fc.save(fig, f"{NAME}_own_final", caption))
 

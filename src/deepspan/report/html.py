@@ -552,13 +552,27 @@ def _summary(sections: list[dict[str, Any]], results: dict[str, dict[str, Any]])
             + "".join(body) + "</tbody></table></section>")
 
 
+def _significance_cells(name: str, m: dict[str, Any]) -> str:
+    """The interval and p-value cells of a measured value (keys ``<key>@ci_low`` etc.), or empty cells."""
+    key = m.get("key", "")
+    ci = ("–" if m.get("ci_low") is None else
+          f'[{_num(name, f"{key}@ci_low", m["ci_low"])}, {_num(name, f"{key}@ci_high", m["ci_high"])}]')
+    p = "–" if m.get("p_value") is None else _num(name, f"{key}@p_value", m["p_value"])
+    return f'<td class="value">{ci}</td><td class="value">{p}</td>'
+
+
 def _claim_html(name: str, c: dict[str, Any]) -> str:
     cid = c.get("id", "")
+    measured = c.get("measured") or []
+    stats = any(m.get("ci_low") is not None or m.get("p_value") is not None for m in measured)
     rows = "".join(
         f'<tr><td>{_e(m.get("label", m.get("key")))}<br><code class="key">{_e(m.get("key"))}</code></td>'
-        f'<td class="value">{_num(name, m.get("key", ""), m.get("value"))}</td><td>{_e(m.get("unit", ""))}</td></tr>'
-        for m in c.get("measured") or [])
-    table = ('<table class="measured"><thead><tr><th>measured</th><th>value</th><th>unit</th></tr></thead>'
+        f'<td class="value">{_num(name, m.get("key", ""), m.get("value"))}</td>'
+        + (_significance_cells(name, m) if stats else "") + f'<td>{_e(m.get("unit", ""))}</td></tr>'
+        for m in measured)
+    head = ("<th>measured</th><th>value</th>" + ("<th>95 % bootstrap interval</th><th>p (permutation)</th>"
+                                                  if stats else "") + "<th>unit</th>")
+    table = (f'<table class="measured"><thead><tr>{head}</tr></thead>'
              f"<tbody>{rows}</tbody></table>") if rows else '<p class="note">no measured values</p>'
     note = f'<p class="note"><strong>Note:</strong> {_e(c["note"])}</p>' if c.get("note") else ""
     badge = _badge(c.get("verdict"), name, cid)

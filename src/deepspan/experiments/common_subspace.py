@@ -24,7 +24,7 @@ an uncentered P-vector of non-negative (ReLU) features lies close to the mean fe
 untrained networks and random maps give small angles too. The paper does not say whether the
 features are column-centered before the SVD; both readings are judged side by side.
 
-Every trained pair's angle and every model-vs-data angle carries its significance
+Every trained pair's angle and every trained model's angle to the data carries its significance
 (:func:`deepspan.significance` of the P-vector angle on the probe features, ``cfg.n_perm`` permutations and
 ``cfg.n_boot`` bootstrap resamples): a 95 % percentile interval over resampled probe images, the permutation
 p-value (one side's images shuffled against the other's: "at least as small an angle by chance") and the
@@ -152,7 +152,8 @@ def run(ctx: ReproContext) -> ExperimentResult:
 def _add_significance(ctx: ReproContext, names: list[str], rows: list[dict[str, Any]],
                       to_data: list[dict[str, Any]]) -> None:
     """The 95 % bootstrap interval, the permutation p-value and the permutation null's central 95 % (``null_low``,
-    ``null_high``) of every trained pair's angle and every model-vs-data angle (:func:`deepspan.significance`
+    ``null_high``) of every trained pair's angle and every trained model's angle to the data
+    (:func:`deepspan.significance`
     of the P-vector angle on the probe features: ``n_boot`` resamples of the probe images, ``n_perm``
     shuffles of one side's images against the other's). Added to the rows in place."""
     from deepspan.measures import MEASURES
@@ -172,9 +173,9 @@ def _add_significance(ctx: ReproContext, names: list[str], rows: list[dict[str, 
         if r["set"] == "trained":
             put(r, feats[r["a"]], feats[r["b"]])
     X = ctx.data.train_probe.X.reshape(len(ctx.data.train_probe), -1).astype(np.float64)
-    for r in to_data:
-        label = ctx.runs.final_label(r["model"]) if r["set"] == "trained" else "init"
-        put(r, ctx.stats.features(r["model"], label, split="train"), X)
+    for r in to_data:  # the trained models' (the untrained ones are context, and each costs n_boot data SVDs)
+        if r["set"] == "trained":
+            put(r, ctx.stats.features(r["model"], ctx.runs.final_label(r["model"]), split="train"), X)
 
 
 def _claims(rows: list[dict[str, Any]], to_data: list[dict[str, Any]], null: np.ndarray, n: int, names: list[str],

@@ -25,7 +25,8 @@ permuted P-vector), linear CKA permutes the centered rows of Y and evaluates ``|
 for a batch of permutations with float32 products (their relative error, ~1e-6, is far below the
 Monte-Carlo error of the null, ~1/sqrt(n_perm); draws within 1e-5 relative of the value count as "at least
 as extreme"). The linear-CKA bootstrap uses multinomial weights on the centered matrices (weighted Gram
-statistics, no resampled copies). Every other measure recomputes what a resample needs.
+statistics, no resampled copies); the P-vector angle's resamples take the Krylov route for u_1 (tolerance 1e-9;
+matrices of at least 64 rows and columns). Every other measure recomputes what a resample needs.
 
 Determinism: the permutations come from ``numpy.random.default_rng([seed, 0])``, the resamples from
 ``default_rng([seed, 1])``: the same seed gives the same numbers.
@@ -166,6 +167,24 @@ def _permuted(prepared: Any, perm: np.ndarray) -> Any | None:
     return None
 
 
+#: below this many rows or columns a resample's P-vector takes the measure's own route (Krylov gains nothing)
+KRYLOV_MIN_DIM = 64
+
+
+def _resample_u(prepared: Any, M: np.ndarray, spec: MeasureSpec) -> np.ndarray:
+    """u_1 of M, a resample of the matrix whose P-vector ``prepared`` is: by the Krylov route when M has at least
+    KRYLOV_MIN_DIM rows and columns, else by the measure's own prepare. The P-vector angle's prepare chooses its
+    route for one matrix and also finds sigma_2 (its degeneracy warning); a resample needs only u_1, to the
+    Krylov tolerance (1e-9): measured 2 ms instead of 16 ms at 1,000 x 128, 11 ms instead of 140 ms at
+    1,000 x 784."""
+    if min(M.shape) < KRYLOV_MIN_DIM:
+        return spec.prepare(M).u
+    from deepspan.linalg.checks import scale_to_unit
+    from deepspan.linalg.svd import top_singular
+
+    return top_singular(scale_to_unit(M)[0], 1, center=prepared.centered, method="krylov").U[:, 0]
+
+
 def _linear_cka_null(px: Any, py: Any, perms: np.ndarray) -> np.ndarray:
     """||Y_c[p]^T X_c||_F^2 / (||X_c^T X_c|| ||Y_c^T Y_c||) for every permutation p (rows), float32 products."""
     Xc = px.Xc.astype(np.float32)
@@ -277,10 +296,17 @@ def _draws(spec: MeasureSpec, A: np.ndarray, B: np.ndarray, px: Any, py: Any, va
             weights[:, rows.reshape(-1)] = np.repeat(counts, rows.shape[1], axis=1)
             boot = _linear_cka_boot(px, py, weights)
         else:
+            from deepspan.linalg.angles import unit_angle
+            from deepspan.measures.pvector import PVector
+
             boot = np.empty(n_boot)
+            pvectors = isinstance(px, PVector) and isinstance(py, PVector)
             for k, d in enumerate(draws):
                 idx = rows[d].reshape(-1)
-                boot[k] = spec.pair(spec.prepare(A[idx]), spec.prepare(B[idx]))
+                if pvectors:
+                    boot[k] = unit_angle(_resample_u(px, A[idx], spec), _resample_u(py, B[idx], spec))
+                else:
+                    boot[k] = spec.pair(spec.prepare(A[idx]), spec.prepare(B[idx]))
         alpha = (1.0 - float(ci)) / 2.0
         ci_low, ci_high = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha]))
 

@@ -3,7 +3,7 @@
 A permutation test of linear CKA with n_perm permutations could be run as n_perm plain CKA calls on
 row-shuffled copies of Y, each centering both sides and forming three d x d products.
 ``deepspan.measures.significance.significance`` prepares both sides once and, per permutation, forms only
-the cross product ||Y_c[perm]^T X_c||_F^2, in float32 and for batches of permutations at a time. This script
+the cross product ||Y_c[perm]^T X_c||_F^2, in float32 (one row gather into a reused buffer). This script
 times, in one run and on the same N x d float64 features (default 10,000 x 512, X seeded Gaussian with
 decaying column scales, Y a noisy linear map of X):
 

@@ -22,7 +22,7 @@ Speed. The per-network statistics of the measure (``prepare``) are computed once
 re-prepares the permuted side, or -- where the prepared statistics are equivariant under a row
 permutation -- permutes them: the P-vector angle permutes u_Y (the P-vector of permuted rows is the
 permuted P-vector), linear CKA permutes the centered rows of Y and evaluates ``||Y_c[perm]^T X_c||_F^2``
-for a batch of permutations with float32 products (their relative error, ~1e-6, is far below the
+with float32 products (their relative error, ~1e-6, is far below the
 Monte-Carlo error of the null, ~1/sqrt(n_perm); draws within 1e-5 relative of the value count as "at least
 as extreme"). The linear-CKA bootstrap uses multinomial weights on the centered matrices (weighted Gram
 statistics, no resampled copies); the P-vector angle's resamples take the Krylov route for u_1 (tolerance 1e-9;
@@ -51,8 +51,6 @@ __all__ = ["Significance", "significance", "significance_prepared", "check_setti
 CI_METHOD = "percentile"
 #: Null draws within this relative distance of the value count as "at least as extreme" (float32 products).
 TIE_RTOL = 1e-5
-#: Permutations evaluated together in the linear-CKA fast path (memory: this many N x d float32 copies of Y).
-PERM_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -186,7 +184,8 @@ def _resample_u(prepared: Any, M: np.ndarray, spec: MeasureSpec) -> np.ndarray:
 
 
 def _linear_cka_null(px: Any, py: Any, perms: np.ndarray) -> np.ndarray:
-    """||Y_c[p]^T X_c||_F^2 / (||X_c^T X_c|| ||Y_c^T Y_c||) for every permutation p (rows), float32 products."""
+    """||Y_c[p]^T X_c||_F^2 / (||X_c^T X_c|| ||Y_c^T Y_c||) for every permutation p (rows), float32 products:
+    per permutation one row gather into a reused buffer and one N x d_y by N x d_x product."""
     Xc = px.Xc.astype(np.float32)
     Yc = py.Xc.astype(np.float32)
     den = px.gram_norm * py.gram_norm
@@ -194,12 +193,11 @@ def _linear_cka_null(px: Any, py: Any, perms: np.ndarray) -> np.ndarray:
     if den == 0:
         out[:] = 0.0  # a constant side: CKA is 0 for every pairing, as linear_cka states
         return out
-    for start in range(0, len(perms), PERM_BATCH):
-        chunk = perms[start:start + PERM_BATCH]
-        stacked = np.concatenate([Yc[p] for p in chunk], axis=1)  # N x (b d_y)
-        M = stacked.T @ Xc  # (b d_y) x d_x
-        sq = np.einsum("ij,ij->i", M, M, dtype=np.float64).reshape(len(chunk), -1).sum(1)
-        out[start:start + len(chunk)] = sq / den
+    buf = np.empty_like(Yc)
+    for k, perm in enumerate(perms):
+        np.take(Yc, perm, axis=0, out=buf)
+        M = buf.T @ Xc
+        out[k] = float(np.einsum("ij,ij->", M, M, dtype=np.float64)) / den
     return out
 
 

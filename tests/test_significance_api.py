@@ -158,3 +158,28 @@ def test_pvector_angle_bootstrap_of_large_matrices_equals_recomputed_resamples()
         ref = [pvector_angle(A[d], B[d], center=center) for d in draws]
         np.testing.assert_allclose(sig.boot, ref, rtol=0, atol=1e-6)
         assert 0.0 < np.ptp(ref)  # the resamples differ
+
+
+def test_mean_significance_uses_the_same_draws_for_every_pair():
+    """The mean over pairs: its bootstrap is the mean of each resample over the pairs (one resample of the samples
+    for all pairs), its null the mean over the pairs of one shuffle each; refuses pairs of other sample counts."""
+    from deepspan.measures.alignment import linear_cka
+    from deepspan.measures.significance import mean_significance
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((90, 6))
+    Ys = [X @ rng.standard_normal((6, 5)) + k * rng.standard_normal((90, 5)) for k in (0.5, 1.0, 2.0)]
+    m = mean_significance([(X, Y) for Y in Ys], "linear_cka", n_perm=25, n_boot=15, seed=6)
+    assert m.value == pytest.approx(np.mean([linear_cka(X, Y) for Y in Ys]), rel=1e-12)
+    draws = np.random.default_rng([6, 1]).integers(0, 90, size=(15, 90))
+    np.testing.assert_allclose(m.boot, [np.mean([linear_cka(X[d], Y[d]) for Y in Ys]) for d in draws],
+                               rtol=0, atol=1e-10)
+    perms = np.argsort(np.random.default_rng([6, 0]).random((25, 90)), axis=1)
+    np.testing.assert_allclose(m.null, [np.mean([linear_cka(X, Y[p]) for Y in Ys]) for p in perms], rtol=1e-5)
+    assert m.p_value == (1 + int(np.sum(m.null >= m.value * (1 - 1e-5)))) / 26
+    assert m.ci_low == pytest.approx(np.quantile(m.boot, 0.025)) and m.calibrated == pytest.approx(
+        (m.value - m.null_mean) / (1 - m.null_mean))
+    with pytest.raises(InputError, match="different numbers of samples"):
+        mean_significance([(X, Ys[0]), (X[:50], Ys[1][:50])], n_perm=5, n_boot=None)
+    with pytest.raises(InputError, match="at least one pair"):
+        mean_significance([], n_perm=5)

@@ -27,6 +27,10 @@ Null baselines -- context shown beside the numbers, never conditions:
   (two seeds per width in ``cfg.random_widths``), compared with each other (``random``) and with every
   trained model (``trained vs random``): how much similarity input-driven features get with no training;
 * each model's final features against its own initial ones (``own_init``).
+
+The trained pairs' mean linear CKA and mean P-vector angles (both readings) carry a 95 % bootstrap interval
+and a permutation p-value (:func:`deepspan.measures.significance.mean_significance`: one resample or one
+shuffle of the probe images applied to every pair, ``cfg.n_boot`` / ``cfg.n_perm`` of them).
 """
 
 from __future__ import annotations
@@ -160,7 +164,13 @@ def run(ctx: ReproContext) -> ExperimentResult:
     agree = rank_agreement(trained, seed=ctx.cfg.seed)
     agree_u = rank_agreement([r for r in rows if r["set"] == "untrained"], seed=ctx.cfg.seed)
     lv = levels(rows)
-    claims = _claims(agree, agree_u, lv, own, len(trained))
+    stats = mean_stats(ctx, feats["trained"])
+    for row in lv:
+        if row["set"] == "trained":
+            for key, sig in stats.items():
+                row.update({f"mean_{key}_ci_low": sig.ci_low, f"mean_{key}_ci_high": sig.ci_high,
+                            f"mean_{key}_p_value": sig.p_value})
+    claims = _claims(agree, agree_u, lv, own, len(trained), stats)
     return ExperimentResult(
         name=NAME, title=TITLE, paper=PAPERS,
         summary=(f"Linear CKA, SVCCA (99 % variance), the Procrustes distance and the P-vector angle (uncentered and "
@@ -199,8 +209,36 @@ QUESTION_SOURCE = ("deepspan's comparison of measures; no paper states it. Measu
                    "angle from Liu et al. 2022")
 
 
+def mean_stats(ctx: ReproContext, feats: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The significance of the trained pairs' mean linear CKA and mean P-vector angles (both readings):
+    :func:`deepspan.measures.significance.mean_significance` on the probe features, ``cfg.n_perm``
+    permutations and ``cfg.n_boot`` resamples of the probe images (the same for every pair). Keyed as the
+    means of :func:`levels` (``linear_cka``, ``pvector_angle``, ``pvector_angle_centered``)."""
+    from deepspan.measures import MEASURES as REGISTRY
+    from deepspan.measures.significance import mean_significance
+
+    names = list(feats)
+    pairs = [(feats[a], feats[b]) for i, a in enumerate(names) for b in names[i + 1:]]
+    if not pairs:
+        return {}
+    cfg = ctx.cfg
+    specs = {"linear_cka": REGISTRY["linear_cka"],
+             "pvector_angle": REGISTRY["pvector_angle"].with_params(center=False),
+             "pvector_angle_centered": REGISTRY["pvector_angle"].with_params(center=True)}
+    return {key: mean_significance(pairs, spec, n_perm=cfg.n_perm, n_boot=cfg.n_boot, seed=cfg.seed)
+            for key, spec in specs.items()}
+
+
+def _with_stats(m: Measured, sig: Any) -> Measured:
+    """``m`` with the interval and p-value of ``sig`` (None: unchanged)."""
+    if sig is None:
+        return m
+    return Measured(m.key, m.label, m.value, m.unit, sig.ci_low, sig.ci_high, sig.p_value)
+
+
 def _claims(agree: dict[str, float], agree_u: dict[str, float], lv: list[dict[str, Any]],
-            own: list[dict[str, Any]], n: int) -> list[Claim]:
+            own: list[dict[str, Any]], n: int, stats: dict[str, Any] | None = None) -> list[Claim]:
+    stats = stats or {}
     claims = []
     refs = {"linear_cka": "Kornblith et al. 2019 (linear CKA)", "svcca": "Raghu et al. 2017 (SVCCA)",
             "procrustes": "Williams et al. 2021 (Procrustes shape distance)"}
@@ -220,8 +258,8 @@ def _claims(agree: dict[str, float], agree_u: dict[str, float], lv: list[dict[st
                       Measured(f"p_pvc_{s}", "permutation p-value of the centered rho", agree.get(f"p_pvc_{s}")),
                       Measured(f"rho_pv_{s}_untrained", "null context -- the same rho over the untrained models' "
                                "pairs (uncentered)", agree_u.get(f"rho_pv_{s}")),
-                      Measured(f"mean_{s}_trained", f"mean {LABELS[m]} over the trained pairs",
-                               _level(lv, "trained", m)),
+                      _with_stats(Measured(f"mean_{s}_trained", f"mean {LABELS[m]} over the trained pairs",
+                                           _level(lv, "trained", m)), stats.get(m)),
                       Measured(f"mean_{s}_untrained", "null context -- mean over the untrained pairs",
                                _level(lv, "untrained", m)),
                       Measured(f"mean_{s}_trained_vs_random", "null context -- mean over (trained model, random "
@@ -240,8 +278,9 @@ def _claims(agree: dict[str, float], agree_u: dict[str, float], lv: list[dict[st
         source=("deepspan's comparison; Liu et al. 2022, Abstract, report small angles between trained networks; "
                 "the levels of the other measures are Kornblith et al. 2019, Raghu et al. 2017, Williams et al. 2021"),
         rule=None,
-        measured=[Measured(f"mean_pvector_angle_{tag}_{set_.replace(' ', '_')}",
-                           f"mean {reading} P-vector angle, {set_} pairs", _level(lv, set_, key), "deg")
+        measured=[_with_stats(Measured(f"mean_pvector_angle_{tag}_{set_.replace(' ', '_')}",
+                                       f"mean {reading} P-vector angle, {set_} pairs", _level(lv, set_, key), "deg"),
+                              stats.get(key) if set_ == "trained" else None)
                   for set_ in SETS for tag, reading, key in (("unc", "uncentered", "pvector_angle"),
                                                              ("cen", "centered", "pvector_angle_centered"))],
         note=("Descriptive. Liu et al. 2022 (Abstract) find 'cosine close to 1.0' between trained networks; that "

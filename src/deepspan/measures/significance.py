@@ -45,7 +45,8 @@ from deepspan.errors import DegenerateSpectrumWarning, InputError
 from deepspan.measures.alignment import as_finite_pair
 from deepspan.measures.compare import MEASURES, MeasureSpec
 
-__all__ = ["Significance", "significance", "significance_prepared", "check_settings", "angle_null", "CI_METHOD"]
+__all__ = ["Significance", "significance", "significance_prepared", "mean_significance", "check_settings",
+           "angle_null", "CI_METHOD"]
 
 #: The interval method of :func:`significance`.
 CI_METHOD = "percentile"
@@ -310,3 +311,48 @@ def _draws(spec: MeasureSpec, A: np.ndarray, B: np.ndarray, px: Any, py: Any, va
 
     return Significance(spec.name, spec.kind, value, p_value, null_mean, null_sd, calibrated, ci_low, ci_high,
                         float(ci), CI_METHOD, n_perm, n_boot, int(seed), n_blocks, null, boot)
+
+
+def mean_significance(pairs: Any, measure: Any = "linear_cka", n_perm: int | None = 1000, n_boot: int | None = 1000,
+                      ci: float = 0.95, seed: int = 0) -> Significance:
+    """The significance of the *mean* of a measure over several pairs (X_k, Y_k) of the same N samples.
+
+    Every pair gets the same permutations and resamples (they depend only on ``seed`` and N), so the mean's
+    permutation null is the mean of the pairs' null draws (one shuffle of the samples applied to every pair's
+    second side) and its bootstrap distribution the mean of their resample draws (one resample of the samples
+    for all pairs): the pairs may share models, the resampling unit is the sample. Returns a
+    :class:`Significance` of the mean (``value`` = the mean of the pairs' values), p-value, null, calibrated
+    score and interval defined as in :func:`significance`.
+    """
+    pairs = list(pairs)
+    if not pairs:
+        raise InputError("mean_significance needs at least one pair (X, Y) of feature matrices.")
+    spec = _spec(measure)
+    settings = check_settings(n_perm, n_boot, ci, seed)
+    sigs = [significance(X, Y, spec, *settings) for X, Y in pairs]
+    n = {s.n_blocks for s in sigs}
+    if len(n) > 1:
+        raise InputError(f"the pairs hold different numbers of samples ({sorted(n)}); the mean's draws need the same "
+                         f"samples in every pair.")
+    value = float(np.mean([s.value for s in sigs]))
+    n_perm, n_boot, ci, seed = settings
+    p_value = null_mean = null_sd = calibrated = None
+    null = boot = None
+    if n_perm is not None:
+        null = np.mean([s.null for s in sigs], axis=0)
+        tol = TIE_RTOL * max(abs(value), 1e-12)
+        extreme = null >= value - tol if spec.kind == "similarity" else null <= value + tol
+        p_value = float((1 + int(extreme.sum())) / (1 + n_perm))
+        null_mean = float(null.mean())
+        null_sd = float(null.std(ddof=1)) if n_perm > 1 else 0.0
+        if spec.identity == null_mean:
+            raise InputError(f"the permutation null of the mean {spec.name!r} has mean {null_mean}, its identity "
+                             f"value, so no calibrated score can be formed.")
+        calibrated = float((value - null_mean) / (spec.identity - null_mean))
+    ci_low = ci_high = None
+    if n_boot is not None:
+        boot = np.mean([s.boot for s in sigs], axis=0)
+        alpha = (1.0 - ci) / 2.0
+        ci_low, ci_high = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha]))
+    return Significance(spec.name, spec.kind, value, p_value, null_mean, null_sd, calibrated, ci_low, ci_high, ci,
+                        CI_METHOD, n_perm, n_boot, seed, n.pop(), null, boot)

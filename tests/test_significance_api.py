@@ -183,3 +183,28 @@ def test_mean_significance_uses_the_same_draws_for_every_pair():
         mean_significance([(X, Ys[0]), (X[:50], Ys[1][:50])], n_perm=5, n_boot=None)
     with pytest.raises(InputError, match="at least one pair"):
         mean_significance([], n_perm=5)
+
+
+def test_cli_track_bootstrap_records_and_prints_the_interval(tmp_path):
+    from click.testing import CliRunner
+
+    from deepspan.cli import main
+
+    (tmp_path / "model.py").write_text("from torch import nn\n\n\ndef net():\n    return nn.Sequential(nn.Flatten(), "
+                                       "nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))\n")
+    for seed in range(2):
+        torch.manual_seed(seed)
+        torch.save(nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).state_dict(),
+                   tmp_path / f"e{seed}.pt")
+    args = ["track", f"{tmp_path / 'model.py'}:net", str(tmp_path / "e0.pt"), str(tmp_path / "e1.pt"), "--layer", "2",
+            "--n", "120", "--out", str(tmp_path / "out")]
+    res = CliRunner().invoke(main, [*args, "--bootstrap", "15"])
+    assert res.exit_code == 0, res.output
+    assert "95% bootstrap interval, 15 resamples" in res.output and "ci_low" in res.output
+    rows = json.loads((tmp_path / "out" / "rows.json").read_text())["rows"]
+    by = {(r["checkpoint"], r["quantity"]): r["value"] for r in rows}
+    for label in ("e0", "e1"):
+        assert by[(label, "angle_to_data_ci_low")] <= by[(label, "angle_to_data_ci_high")]
+        assert f"{by[(label, 'angle_to_data_ci_low')]:.4f}" in res.output
+    again = CliRunner().invoke(main, args)  # the same folder without --bootstrap: refused, naming the option
+    assert again.exit_code == 1 and "--bootstrap: 15 there, None now" in again.output

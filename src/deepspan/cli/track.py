@@ -15,7 +15,7 @@ __all__ = ["track_cmd", "checkpoint_series", "track_layers", "resumable", "print
 
 #: The settings a resumed run must share with the one in --out, and the options that set them.
 TRACK_OPTIONS = {"sample_hash": "probe (--data, --split, --n, --seed, --input-shape)", "layers": "--layer",
-                 "policy": "--policy", "center": "--center", "k": "--k"}
+                 "policy": "--policy", "center": "--center", "k": "--k", "bootstrap": "--bootstrap"}
 
 
 def checkpoint_series(spec: FactorySpec, checkpoints: tuple[Path, ...]) -> Any:
@@ -80,18 +80,24 @@ def resumable(out_dir: Path, series: Any, now: dict) -> int:
 
 
 def print_table(tracker: Any, names: list[str]) -> None:
-    """Per checkpoint and layer: the angles to the data, previous and final P-vectors, r_1 and the gap."""
+    """Per checkpoint and layer: the angles to the data, previous and final P-vectors, r_1 and the gap (and the
+    interval of the angle to the data when the Tracker bootstraps it)."""
     by = {(r["checkpoint"], r["layer"], r["quantity"]): r["value"] for r in tracker.rows}
+    interval = getattr(tracker, "bootstrap", None) is not None
     rows = []
     for label in tracker.order:
         epoch, iteration = tracker.meta[label]
         for layer in names:
-            rows.append([label, epoch, iteration, layer, by.get((label, layer, "angle_to_data")),
-                         by.get((label, layer, "angle_to_previous")), by.get((label, layer, "angle_to_final")),
-                         by.get((label, layer, "energy_r1")), by.get((label, layer, "gap"))])
-    click.echo("angles in degrees between P-vectors:")
-    click.echo(format_table(["checkpoint", "epoch", "iter", "layer", "to_data", "to_previous", "to_final", "r_1",
-                             "s2/s1"], rows, right=[False, True, True, False, True, True, True, True, True]))
+            rows.append([label, epoch, iteration, layer, by.get((label, layer, "angle_to_data"))]
+                        + ([by.get((label, layer, "angle_to_data_ci_low")), by.get((label, layer, "angle_to_data_ci_high"))]
+                           if interval else [])
+                        + [by.get((label, layer, "angle_to_previous")), by.get((label, layer, "angle_to_final")),
+                           by.get((label, layer, "energy_r1")), by.get((label, layer, "gap"))])
+    head = ["checkpoint", "epoch", "iter", "layer", "to_data"] + (["ci_low", "ci_high"] if interval else []) + [
+        "to_previous", "to_final", "r_1", "s2/s1"]
+    click.echo("angles in degrees between P-vectors" + (f" (to_data with its {tracker.ci:.0%} bootstrap interval, "
+                                                       f"{tracker.bootstrap} resamples):" if interval else ":"))
+    click.echo(format_table(head, rows, right=[False, True, True, False] + [True] * (len(head) - 4)))
 
 
 @click.command("track")
@@ -107,9 +113,12 @@ def print_table(tracker: Any, names: list[str]) -> None:
               help="Center features before the SVD (recorded).")
 @click.option("--k", "k", default=5, show_default=True, type=click.IntRange(min=1),
               help="How many singular values / energy ratios to record.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Also record a 95 % percentile interval of the angle to the data P-vector from N bootstrap "
+                   "resamples of the probe (about N times the SVD work of each checkpoint).")
 @probe_options
 def track_cmd(model: str, checkpoints: tuple[Path, ...], layers: tuple[str, ...], out_dir: Path, center: bool,
-              k: int, **probe: Any) -> None:
+              k: int, n_boot: int | None, **probe: Any) -> None:
     """Track P-vectors of MODEL's layers over CHECKPOINT files, post hoc (Liu et al. 2022).
 
     MODEL is module:factory or path/to/file.py:factory (as in `deepspan layers`),
@@ -139,11 +148,11 @@ def track_cmd(model: str, checkpoints: tuple[Path, ...], layers: tuple[str, ...]
 
     popts = ProbeOptions(**probe)
     with torchrun_job(popts.device) as (rank, _world):
-        _track(model, checkpoints, layers, out_dir, center, k, popts, rank)
+        _track(model, checkpoints, layers, out_dir, center, k, popts, rank, n_boot)
 
 
 def _track(model: str, checkpoints: tuple[Path, ...], layers: tuple[str, ...], out_dir: Path, center: bool, k: int,
-           popts: ProbeOptions, rank: int) -> None:
+           popts: ProbeOptions, rank: int, n_boot: int | None = None) -> None:
     """The body of ``deepspan track`` (``rank``: this process's rank in a torchrun job; rank 0 prints)."""
     from deepspan.track import track_checkpoints
 
@@ -158,9 +167,11 @@ def _track(model: str, checkpoints: tuple[Path, ...], layers: tuple[str, ...], o
         done = 0
         if (out_dir / "rows.json").is_file():
             done = resumable(out_dir, series, {"sample_hash": probe_set.sample_hash, "layers": names,
-                                               "policy": popts.policy, "center": center, "k": k})
+                                               "policy": popts.policy, "center": center, "k": k,
+                                               "bootstrap": n_boot})
         tracker = track_checkpoints(series, probe_set, names, policy=popts.policy, center=center, k=k,
-                                    out_dir=out_dir, batch_size=popts.batch_size, device=popts.device)
+                                    out_dir=out_dir, batch_size=popts.batch_size, device=popts.device,
+                                    bootstrap=n_boot)
     if rank != 0:  # a torchrun process other than rank 0: rank 0 wrote the table and prints
         return
     click.echo(f"{spec.call_text}: {len(series)} checkpoint(s) x {len(names)} layer(s) on {probe_set.name} "

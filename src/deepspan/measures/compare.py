@@ -270,7 +270,7 @@ def compare_many(sets: dict[str, Any], measures: Any = None, layers: Any = None,
     """
     settings = None
     if n_perm is not None or n_boot is not None:
-        from deepspan.measures.significance import check_settings
+        from deepspan.measures.significance import check_settings, significance_prepared
 
         settings = check_settings(n_perm, n_boot, ci, seed)
     if not isinstance(sets, Mapping):
@@ -310,8 +310,6 @@ def compare_many(sets: dict[str, Any], measures: Any = None, layers: Any = None,
                     row = {"model_a": a, "model_b": b, "layer": layer, "measure": spec.name, "kind": spec.kind,
                            "value": float(spec.pair(prepared[a], prepared[b]))}
                     if settings is not None:
-                        from deepspan.measures.significance import significance_prepared
-
                         row["significance"] = significance_prepared(spec, X[a], X[b], prepared[a], prepared[b],
                                                                     *settings, groups=layer_groups)
                     rows.append(row)

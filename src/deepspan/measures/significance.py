@@ -261,35 +261,23 @@ def significance_prepared(spec: MeasureSpec, A: np.ndarray, B: np.ndarray, px: A
 def _draws(spec: MeasureSpec, A: np.ndarray, B: np.ndarray, px: Any, py: Any, value: float, rows: np.ndarray,
            n_blocks: int, n_perm: int | None, n_boot: int | None, ci: float, seed: int) -> Significance:
     """The permutation null and the bootstrap of :func:`significance_prepared`."""
-    similarity = spec.kind == "similarity"
-
-    p_value = null_mean = null_sd = calibrated = None
+    is_linear_cka = spec.name == "linear_cka" and spec.pair is MEASURES["linear_cka"].pair
     null = None
     if n_perm is not None:
         perms = _draw_perms(np.random.default_rng([int(seed), 0]), rows, n_perm)
-        if spec.name == "linear_cka" and spec.pair is MEASURES["linear_cka"].pair:
+        if is_linear_cka:
             null = _linear_cka_null(px, py, perms)
         else:
             null = np.empty(n_perm)
             for k, perm in enumerate(perms):
                 q = _permuted(py, perm)
                 null[k] = spec.pair(px, q if q is not None else spec.prepare(B[perm]))
-        tol = TIE_RTOL * max(abs(value), 1e-12)
-        extreme = null >= value - tol if similarity else null <= value + tol
-        p_value = float((1 + int(extreme.sum())) / (1 + n_perm))
-        null_mean = float(null.mean())
-        null_sd = float(null.std(ddof=1)) if n_perm > 1 else 0.0
-        if spec.identity == null_mean:
-            raise InputError(f"the permutation null of {spec.name!r} has mean {null_mean}, its identity value, so "
-                             f"no calibrated score can be formed; the features carry no sample structure to test.")
-        calibrated = float((value - null_mean) / (spec.identity - null_mean))
 
-    ci_low = ci_high = None
     boot = None
     if n_boot is not None:
         rng = np.random.default_rng([int(seed), 1])
         draws = rng.integers(0, n_blocks, size=(n_boot, n_blocks))
-        if spec.name == "linear_cka" and spec.pair is MEASURES["linear_cka"].pair:
+        if is_linear_cka:
             counts = np.stack([np.bincount(d, minlength=n_blocks) for d in draws]).astype(np.float64)
             weights = np.zeros((n_boot, A.shape[0]))
             weights[:, rows.reshape(-1)] = np.repeat(counts, rows.shape[1], axis=1)
@@ -306,11 +294,31 @@ def _draws(spec: MeasureSpec, A: np.ndarray, B: np.ndarray, px: Any, py: Any, va
                     boot[k] = unit_angle(_resample_u(px, A[idx], spec), _resample_u(py, B[idx], spec))
                 else:
                     boot[k] = spec.pair(spec.prepare(A[idx]), spec.prepare(B[idx]))
+    return _summary(spec, value, null, boot, ci, seed, n_blocks, f"the permutation null of {spec.name!r}")
+
+
+def _summary(spec: MeasureSpec, value: float, null: np.ndarray | None, boot: np.ndarray | None, ci: float,
+             seed: int, n_blocks: int, what: str) -> Significance:
+    """The :class:`Significance` of ``value`` from its null draws and resample draws (either may be None): the
+    p-value with the tie tolerance, the null's mean and sd, the calibrated score and the percentile interval."""
+    p_value = null_mean = null_sd = calibrated = None
+    if null is not None:
+        tol = TIE_RTOL * max(abs(value), 1e-12)
+        extreme = null >= value - tol if spec.kind == "similarity" else null <= value + tol
+        p_value = float((1 + int(extreme.sum())) / (1 + len(null)))
+        null_mean = float(null.mean())
+        null_sd = float(null.std(ddof=1)) if len(null) > 1 else 0.0
+        if spec.identity == null_mean:
+            raise InputError(f"{what} has mean {null_mean}, its identity value, so no calibrated score can be "
+                             f"formed; the features carry no sample structure to test.")
+        calibrated = float((value - null_mean) / (spec.identity - null_mean))
+    ci_low = ci_high = None
+    if boot is not None:
         alpha = (1.0 - float(ci)) / 2.0
         ci_low, ci_high = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha]))
-
     return Significance(spec.name, spec.kind, value, p_value, null_mean, null_sd, calibrated, ci_low, ci_high,
-                        float(ci), CI_METHOD, n_perm, n_boot, int(seed), n_blocks, null, boot)
+                        float(ci), CI_METHOD, None if null is None else len(null),
+                        None if boot is None else len(boot), int(seed), n_blocks, null, boot)
 
 
 def mean_significance(pairs: Any, measure: Any = "linear_cka", n_perm: int | None = 1000, n_boot: int | None = 1000,
@@ -335,24 +343,7 @@ def mean_significance(pairs: Any, measure: Any = "linear_cka", n_perm: int | Non
         raise InputError(f"the pairs hold different numbers of samples ({sorted(n)}); the mean's draws need the same "
                          f"samples in every pair.")
     value = float(np.mean([s.value for s in sigs]))
-    n_perm, n_boot, ci, seed = settings
-    p_value = null_mean = null_sd = calibrated = None
-    null = boot = None
-    if n_perm is not None:
-        null = np.mean([s.null for s in sigs], axis=0)
-        tol = TIE_RTOL * max(abs(value), 1e-12)
-        extreme = null >= value - tol if spec.kind == "similarity" else null <= value + tol
-        p_value = float((1 + int(extreme.sum())) / (1 + n_perm))
-        null_mean = float(null.mean())
-        null_sd = float(null.std(ddof=1)) if n_perm > 1 else 0.0
-        if spec.identity == null_mean:
-            raise InputError(f"the permutation null of the mean {spec.name!r} has mean {null_mean}, its identity "
-                             f"value, so no calibrated score can be formed.")
-        calibrated = float((value - null_mean) / (spec.identity - null_mean))
-    ci_low = ci_high = None
-    if n_boot is not None:
-        boot = np.mean([s.boot for s in sigs], axis=0)
-        alpha = (1.0 - ci) / 2.0
-        ci_low, ci_high = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha]))
-    return Significance(spec.name, spec.kind, value, p_value, null_mean, null_sd, calibrated, ci_low, ci_high, ci,
-                        CI_METHOD, n_perm, n_boot, seed, n.pop(), null, boot)
+    null = None if settings[0] is None else np.mean([s.null for s in sigs], axis=0)
+    boot = None if settings[1] is None else np.mean([s.boot for s in sigs], axis=0)
+    return _summary(spec, value, null, boot, settings[2], settings[3], n.pop(),
+                    f"the permutation null of the mean {spec.name!r}")
